@@ -1,0 +1,1 @@
+"""mojorust.dr drill runner and reports (the `mojorust-dr` command)."""

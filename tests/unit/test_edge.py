@@ -1,0 +1,277 @@
+"""Unit tests for lab/edge/edge.py, the drlab-edge stand-in for Telegram, RPC providers and Solana RPC."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab" / "edge"))
+
+import edge
+
+BOT_TOKEN = "123456:AAraw-telegram-token-do-not-store"
+HELIUS_KEY = "helius-raw-key-0f3a9c"
+QUICKNODE_KEY = "quicknode-raw-key-77be21"
+INFISICAL_TOKEN = "st.infisical-raw-token-5d1e"
+RAW_SECRETS = (BOT_TOKEN, HELIUS_KEY, QUICKNODE_KEY, INFISICAL_TOKEN)
+# A proxy from the environment must not intercept calls to 127.0.0.1.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def fp(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+class Edge:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.server = edge.make_server("127.0.0.1", 0, state_dir)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def call(self, method, path, body=None, headers=None, form=False):
+        headers = dict(headers or {})
+        data = None
+        if body is not None and form:
+            data = urllib.parse.urlencode(body).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with OPENER.open(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, json.loads(err.read())
+
+    def rpc(self, method, params=None, path="/rpc", headers=None):
+        body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params or []}
+        return self.call("POST", path, body, headers)
+
+    def records(self, name: str) -> list[dict]:
+        path = self.state_dir / name
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def lab(tmp_path):
+    server = Edge(tmp_path / "state")
+    yield server
+    server.stop()
+
+
+def test_health_and_unknown_path(lab):
+    assert lab.call("GET", "/health") == (200, {"status": "ok"})
+    status, body = lab.call("GET", "/nowhere")
+    assert status == 404 and "error" in body
+    assert lab.call("GET", "/rpc")[0] == 405
+
+
+def test_send_message_recorded_and_listed(lab):
+    before = datetime.now(UTC).isoformat()
+    status, body = lab.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 42, "text": "bot started"})
+    assert status == 200 and body["ok"] is True
+    result = body["result"]
+    assert result["chat"] == {"id": 42} and result["text"] == "bot started"
+    assert isinstance(result["message_id"], int) and isinstance(result["date"], int)
+
+    status, body = lab.call(
+        "POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": "-1001", "text": "failover done"}, form=True
+    )
+    assert status == 200 and body["result"]["chat"] == {"id": -1001}
+    assert body["result"]["message_id"] > result["message_id"]
+
+    status, messages = lab.call("GET", "/telegram/messages")
+    assert status == 200 and [m["text"] for m in messages] == ["bot started", "failover done"]
+    first = messages[0]
+    assert first["token_sha256"] == fp(BOT_TOKEN) and first["chat_id"] == 42
+    assert datetime.fromisoformat(first["ts"]).tzinfo is not None
+
+    found = lab.call("GET", "/telegram/messages?contains=failover")[1]
+    assert [m["text"] for m in found] == ["failover done"]
+    since = urllib.parse.quote(before)
+    assert len(lab.call("GET", f"/telegram/messages?since={since}")[1]) == 2
+    assert lab.call("GET", "/telegram/messages?since=2999-01-01T00:00:00Z")[1] == []
+    assert lab.call("GET", "/telegram/messages?since=yesterday")[0] == 400
+
+    assert lab.call("DELETE", "/telegram/messages") == (200, {"ok": True, "deleted": 2})
+    assert lab.call("GET", "/telegram/messages") == (200, [])
+
+
+def test_send_message_bad_request(lab):
+    status, body = lab.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 42})
+    assert status == 400
+    assert body == {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
+    status, body = lab.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"text": "hi"})
+    assert status == 400 and body["ok"] is False and body["error_code"] == 400
+    assert lab.call("GET", "/telegram/messages")[1] == []
+
+
+def test_revoked_telegram_token_is_unauthorized(lab):
+    assert lab.call("POST", "/admin/revoke", {"provider": "telegram", "key_sha256": fp(BOT_TOKEN)})[0] == 200
+    status, body = lab.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 1, "text": "x"})
+    assert (status, body) == (401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+    assert lab.call("POST", "/botOTHER:token/sendMessage", {"chat_id": 1, "text": "x"})[0] == 200
+
+
+def test_providers_keys_and_revocation(lab):
+    assert lab.call("GET", f"/helius/health?api-key={HELIUS_KEY}") == (
+        200,
+        {"status": "ok", "provider": "helius"},
+    )
+    assert lab.call("GET", "/helius/health")[0] == 401
+    qn = {"x-api-key": QUICKNODE_KEY}
+    assert lab.call("GET", "/quicknode/health", headers=qn)[1]["provider"] == "quicknode"
+    assert lab.call("GET", "/quicknode/health")[0] == 401
+    assert lab.call("GET", "/jupiter/health")[0] == 200
+
+    status, quote = lab.call("GET", "/jupiter/quote?inputMint=So1&outputMint=EPj&amount=1000000000")
+    assert status == 200 and quote["inAmount"] == "1000000000" and int(quote["outAmount"]) > 0
+
+    status, body = lab.rpc("getBalance", ["Wallet1"], path=f"/helius/?api-key={HELIUS_KEY}")
+    assert status == 200 and body["jsonrpc"] == "2.0" and body["id"] == 7 and "result" in body
+
+    resp = lab.call("POST", "/admin/revoke", {"provider": "helius", "key_sha256": fp(HELIUS_KEY)})
+    assert resp == (200, {"revoked": True, "provider": "helius", "key_sha256": fp(HELIUS_KEY)})
+    assert lab.call("GET", f"/helius/health?api-key={HELIUS_KEY}") == (401, {"error": "api key revoked"})
+    assert lab.call("GET", "/helius/health?api-key=another-key")[0] == 200
+    assert fp(HELIUS_KEY) in lab.call("GET", "/admin/revoked")[1]["helius"]
+
+    lab.call("POST", "/admin/revoke", {"provider": "quicknode", "key_sha256": fp(QUICKNODE_KEY)})
+    assert lab.call("POST", "/quicknode/", {"x": 1}, headers=qn) == (401, {"error": "api key revoked"})
+
+    calls = lab.records("api.jsonl")
+    assert all(set(c) == {"ts", "provider", "path", "key_sha256", "status", "client"} for c in calls)
+    assert calls[0] == calls[0] | {"provider": "helius", "path": "/helius/health", "status": 200}
+    assert calls[0]["key_sha256"] == fp(HELIUS_KEY) and calls[0]["client"] == "127.0.0.1"
+    assert {"provider": "jupiter", "key_sha256": None}.items() <= calls[4].items()
+    assert [c["status"] for c in calls if c["provider"] == "quicknode"] == [200, 401, 401]
+
+
+def test_admin_validation(lab):
+    assert lab.call("POST", "/admin/revoke", {"provider": "helius", "key_sha256": HELIUS_KEY})[0] == 400
+    assert lab.call("POST", "/admin/revoke", {"provider": "nobody", "key_sha256": "0" * 16})[0] == 400
+    assert lab.call("POST", "/admin/down", {"provider": "helius", "down": "yes"})[0] == 400
+    assert lab.call("POST", "/admin/balance", {"pubkey": "W", "lamports": -1})[0] == 400
+    assert lab.call("POST", "/admin/balance", {"pubkey": "W", "lamports": True})[0] == 400
+
+
+def test_provider_down_answers_503(lab):
+    assert lab.call("POST", "/admin/down", {"provider": "quicknode", "down": True}) == (
+        200,
+        {"provider": "quicknode", "down": True},
+    )
+    assert lab.call("GET", "/quicknode/health", headers={"x-api-key": QUICKNODE_KEY})[0] == 503
+    assert lab.call("GET", f"/helius/health?api-key={HELIUS_KEY}")[0] == 200
+    lab.call("POST", "/admin/down", {"provider": "quicknode", "down": False})
+    assert lab.call("GET", "/quicknode/health", headers={"x-api-key": QUICKNODE_KEY})[0] == 200
+    lab.call("POST", "/admin/down", {"provider": "rpc", "down": True})
+    assert lab.rpc("getHealth")[0] == 503
+
+
+def test_solana_rpc(lab):
+    assert lab.rpc("getHealth") == (200, {"jsonrpc": "2.0", "id": 7, "result": "ok"})
+    status, body = lab.rpc("getBalance", ["Wallet1"])
+    assert status == 200 and body["result"]["value"] == 0 and body["result"]["context"]["slot"] > 0
+    assert lab.call("POST", "/admin/balance", {"pubkey": "Wallet1", "lamports": 2_500_000_000})[0] == 200
+    assert lab.rpc("getBalance", ["Wallet1"])[1]["result"]["value"] == 2_500_000_000
+    assert lab.rpc("getBalance", ["Wallet2"])[1]["result"]["value"] == 0
+    assert lab.rpc("getBalance", [])[1]["error"]["code"] == -32602
+    assert lab.rpc("noSuchMethod")[1] == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {"code": -32601, "message": "Method not found"},
+    }
+
+    status, body = lab.rpc("sendTransaction", ["AQIDBA==", {"encoding": "base64"}])
+    signature = body["result"]
+    assert status == 200 and isinstance(signature, str) and len(signature) > 40
+    assert set(signature) <= set(edge.B58)
+    [tx] = lab.records("transactions.jsonl")
+    assert tx["tx"] == "AQIDBA==" and tx["signature"] == signature and tx["encoding"] == "base64"
+
+
+def test_infisical_revoke(lab):
+    assert lab.call("GET", "/infisical/api/v1/health")[0] == 200
+    assert lab.call("POST", "/infisical/api/v1/auth/token/revoke", {})[0] == 401
+    auth = {"Authorization": f"Bearer {INFISICAL_TOKEN}"}
+    resp = lab.call("POST", "/infisical/api/v1/auth/token/revoke", {}, headers=auth)
+    assert resp == (200, {"message": "revoked"})
+    assert lab.call("GET", "/admin/revoked")[1]["infisical"] == [fp(INFISICAL_TOKEN)]
+
+
+def test_state_survives_new_server_and_reset(tmp_path):
+    state_dir = tmp_path / "state"
+    first = Edge(state_dir)
+    try:
+        first.call("POST", "/admin/revoke", {"provider": "helius", "key_sha256": fp(HELIUS_KEY)})
+        first.call("POST", "/admin/down", {"provider": "jupiter", "down": True})
+        first.call("POST", "/admin/balance", {"pubkey": "Wallet1", "lamports": 5})
+        first.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 1, "text": "before restart"})
+        first.rpc("sendTransaction", ["AQID"])
+    finally:
+        first.stop()
+
+    second = Edge(state_dir)
+    try:
+        state = second.call("GET", "/admin/state")[1]
+        assert fp(HELIUS_KEY) in state["revoked"]["helius"]
+        assert state["down"]["jupiter"] is True and state["balances"] == {"Wallet1": 5}
+        assert second.call("GET", f"/helius/health?api-key={HELIUS_KEY}")[0] == 401
+        assert second.call("GET", "/jupiter/health")[0] == 503
+        assert second.rpc("getBalance", ["Wallet1"])[1]["result"]["value"] == 5
+        assert [m["text"] for m in second.call("GET", "/telegram/messages")[1]] == ["before restart"]
+        status, body = second.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 1, "text": "after"})
+        assert status == 200 and body["result"]["message_id"] == 2
+        assert len(second.records("transactions.jsonl")) == 1
+
+        assert second.call("POST", "/admin/reset") == (200, {"reset": True})
+        state = second.call("GET", "/admin/state")[1]
+        assert state["balances"] == {} and not any(state["revoked"].values())
+        assert not any(state["down"].values())
+        assert second.call("GET", "/telegram/messages")[1] == []
+        assert not list(state_dir.glob("*.jsonl"))
+    finally:
+        second.stop()
+
+
+def test_raw_keys_never_written(lab):
+    lab.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 1, "text": "hello"})
+    lab.call("GET", f"/helius/health?api-key={HELIUS_KEY}")
+    lab.rpc("getBalance", ["W"], path=f"/helius/rpc?api-key={HELIUS_KEY}")
+    lab.call("GET", "/quicknode/health", headers={"x-api-key": QUICKNODE_KEY})
+    lab.rpc("sendTransaction", ["AQID"], path="/quicknode/", headers={"x-api-key": QUICKNODE_KEY})
+    bearer = {"Authorization": f"Bearer {INFISICAL_TOKEN}"}
+    lab.call("POST", "/infisical/api/v1/auth/token/revoke", headers=bearer)
+    lab.call("POST", "/admin/revoke", {"provider": "helius", "key_sha256": fp(HELIUS_KEY)})
+    lab.call("GET", f"/helius/health?api-key={HELIUS_KEY}")
+
+    files = [p for p in lab.state_dir.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"telegram.jsonl", "api.jsonl", "transactions.jsonl", "admin.json"}
+    for path in files:
+        content = path.read_bytes()
+        for secret in RAW_SECRETS:
+            assert secret.encode() not in content, f"raw secret in {path.name}"
+    assert any(c["path"] == "/helius/rpc" for c in lab.records("api.jsonl"))
+
+
+def test_log_lines_hide_tokens_and_queries():
+    assert edge.safe_path(f"/bot{BOT_TOKEN}/sendMessage?x=1") == "/bot<redacted>/sendMessage"
+    assert edge.safe_path(f"/helius/health?api-key={HELIUS_KEY}") == "/helius/health"
