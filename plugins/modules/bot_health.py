@@ -75,7 +75,7 @@ def read_health(url: str) -> tuple[int | None, dict, str]:
     try:
         response = open_url(url, timeout=3, validate_certs=False)
         return response.status, json.loads(response.read() or b"{}"), ""
-    except Exception as error:  # noqa: BLE001 - every failure is a "not yet healthy" answer
+    except Exception as error:  # every failure (refused, time-out, 503) means "not yet healthy"
         status = getattr(error, "code", None)
         body = {}
         if status is not None:

@@ -273,9 +273,7 @@ def test_start_with_bad_config_logs_to_file(tmp_path, capsys):
     assert service.main(["--home", str(home)]) == 78
     (logfile,) = (home / "logs").glob("trading-bot-*.log")
     assert logfile.name == f"trading-bot-{datetime.now(UTC):%Y%m%d}.log"
-    assert (
-        "ERROR config invalid: config/trading.toml: [database] port must be an integer" in logfile.read_text()
-    )
+    assert "ERROR config invalid: config/trading.toml: [database] port must be an integer" in logfile.read_text()
 
 
 # --- logging ---------------------------------------------------------------------------------------

@@ -275,9 +275,7 @@ class Bot:
         trade_id, ts, open_positions = self.db.record_trade(trade, value, number % 10 == 0, self.max_open)
         if trade_id is None:
             if not self.blocked:
-                log.warning(
-                    "not trading: %d open positions, max_open_positions=%d", open_positions, self.max_open
-                )
+                log.warning("not trading: %d open positions, max_open_positions=%d", open_positions, self.max_open)
             self.blocked = True
             with state.lock:
                 state.open_positions, state.db_ok = open_positions, True
@@ -290,9 +288,7 @@ class Bot:
         if number % 10 == 0:
             log.info("trades_total=%d portfolio_value=%s", number, value)
         if self.mode == "live":  # the only path that sends a transaction; paper and drill never do
-            tx = base64.b64encode(
-                f"{self.config.wallet_pubkey}:{trade_id}:{trade.side}:{trade.symbol}".encode()
-            )
+            tx = base64.b64encode(f"{self.config.wallet_pubkey}:{trade_id}:{trade.side}:{trade.symbol}".encode())
             rpc = {"jsonrpc": "2.0", "id": trade_id, "method": "sendTransaction"}
             rpc["params"] = [tx.decode(), {"encoding": "base64"}]
             headers = {"x-api-key": self.config.env["QUICKNODE_API_KEY"]}
@@ -315,9 +311,7 @@ class Bot:
         try:
             server = ThreadingHTTPServer((server_cfg["listen"], server_cfg["port"]), make_handler(self.state))
         except OSError as exc:
-            log.error(
-                "cannot listen on %s:%s: %s", server_cfg["listen"], server_cfg["port"], exc.strerror or exc
-            )
+            log.error("cannot listen on %s:%s: %s", server_cfg["listen"], server_cfg["port"], exc.strerror or exc)
             return 1
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()

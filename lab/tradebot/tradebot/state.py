@@ -87,9 +87,7 @@ def render_metrics(state: State) -> str:
         family("tradebot_last_trade_timestamp_seconds", "gauge", "Unix time of the last trade.", last)
         family("tradebot_portfolio_value", "gauge", "Portfolio value in USDC.", state.portfolio_value)
         family("tradebot_open_positions", "gauge", "Positions with status open.", state.open_positions)
-        family(
-            "tradebot_circuit_breaker_open", "gauge", "1 while the breaker is open.", int(state.breaker_open)
-        )
+        family("tradebot_circuit_breaker_open", "gauge", "1 while the breaker is open.", int(state.breaker_open))
         family("tradebot_db_errors_total", "counter", "Database errors since start.", state.db_errors_total)
         apis = [(f'{{api="{_label(name)}"}}', int(bool(up))) for name, up in state.apis.items()]
         family("tradebot_api_up", "gauge", "1 if the last health check succeeded (0 before the first).", apis)

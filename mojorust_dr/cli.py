@@ -1,0 +1,30 @@
+"""mojorust-dr: run disaster drills against the lab and write reports."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import drill
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mojorust-dr", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("drill", help="run drills and write reports/drill-<UTC>.{json,md}")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every scenario")
+    which.add_argument("--scenario", action="append", metavar="NAME", help="one scenario (repeatable)")
+    run.add_argument("--reports", type=Path, default=drill.ROOT / "reports", help="report directory")
+    commands.add_parser("scenarios", help="list the scenarios")
+    args = parser.parse_args(argv)
+    if args.command == "scenarios":
+        for s in drill.scenarios().values():
+            print(f"{s.name:20} {s.plan_section:14} {s.title}")
+        return 0
+    names = list(drill.scenarios()) if args.all else args.scenario
+    return drill.run(names, args.reports)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

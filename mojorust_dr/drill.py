@@ -1,0 +1,191 @@
+"""Disaster drills against the lab: inject a disaster, run the recovery playbook, verify; time every phase.
+
+Each scenario is data: a list of phases, each one command. RTO is measured from the moment the disaster is
+injected to the moment the bot is verified healthy again; RPO is the age of the newest recoverable data at
+the moment of the disaster (scenarios without data to lose report none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN_RTO_SECONDS = 15 * 60
+PLAN_RPO_SECONDS = 5 * 60
+# We aim ten times better than the plan.
+AIM_RTO_SECONDS = PLAN_RTO_SECONDS / 10
+AIM_RPO_SECONDS = PLAN_RPO_SECONDS / 10
+
+
+def ansible_playbook(playbook: str, *extra: str) -> list[str]:
+    return [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", playbook, *extra]
+
+
+def ansible_module(host: str, module: str, args: str = "") -> list[str]:
+    command = [str(ROOT / ".venv/bin/ansible"), "-i", "inventories/lab", host, "-m", module]
+    return [*command, "-a", args] if args else command
+
+
+@dataclass
+class Phase:
+    name: str
+    command: list[str]
+    # Part of the outage: from here on the clock of the RTO runs (the disaster itself is not).
+    counts_for_rto: bool = True
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    plan_section: str
+    phases: list[Phase]
+    # Seconds of data at risk at the moment of the disaster, or None where no data can be lost.
+    rpo: Callable[[], float | None] = lambda: None
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    seconds: float
+    ok: bool
+    log: str
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    plan_section: str
+    ok: bool
+    rto_seconds: float | None
+    rpo_seconds: float | None
+    phases: list[PhaseResult] = field(default_factory=list)
+    error: str = ""
+
+
+def scenarios() -> dict[str, Scenario]:
+    lab = ansible_playbook("lab/lab.yml")
+    return {
+        s.name: s
+        for s in [
+            Scenario(
+                name="fresh_deploy",
+                title="Fresh deploy: bare host to healthy bot",
+                plan_section="2.1 B step 2",
+                phases=[
+                    Phase("disaster: prod replaced by a bare host", ["podman", "rm", "--force", "drlab-prod"], False),
+                    Phase("provision", lab),
+                    Phase("vps_setup", ansible_playbook("playbooks/vps_setup.yml")),
+                    Phase("verify", ansible_module("prod", "mojorust.dr.bot_health", "expect_trading=true")),
+                ],
+            ),
+        ]
+    }
+
+
+def run_phase(phase: Phase, log_dir: Path, index: int) -> PhaseResult:
+    log = log_dir / f"{index:02d}-{phase.name.split(':')[0].replace(' ', '_')}.log"
+    start = time.monotonic()
+    with log.open("w") as out:
+        out.write("$ " + " ".join(phase.command) + "\n")
+        out.flush()
+        result = subprocess.run(phase.command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
+    return PhaseResult(phase.name, round(time.monotonic() - start, 2), result.returncode == 0, str(log))
+
+
+def run_scenario(scenario: Scenario, log_dir: Path) -> ScenarioResult:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    rpo = scenario.rpo()
+    result = ScenarioResult(scenario.name, scenario.title, scenario.plan_section, False, None, rpo)
+    for index, phase in enumerate(scenario.phases, 1):
+        print(f"  [{scenario.name}] {phase.name} ...", end="", flush=True)
+        outcome = run_phase(phase, log_dir, index)
+        result.phases.append(outcome)
+        print(f" {'ok' if outcome.ok else 'FAILED'} in {outcome.seconds:.1f} s", flush=True)
+        if not outcome.ok:
+            result.error = f"phase '{phase.name}' failed; see {outcome.log}"
+            return result
+    result.ok = True
+    result.rto_seconds = round(sum(p.seconds for p in result.phases if _counts(scenario, p.name)), 2)
+    return result
+
+
+def _counts(scenario: Scenario, phase_name: str) -> bool:
+    return next(p.counts_for_rto for p in scenario.phases if p.name == phase_name)
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def verdict(value: float | None, aim: float, plan: float) -> str:
+    if value is None:
+        return "n/a"
+    if value <= aim:
+        return "10x better than plan"
+    return "within plan" if value <= plan else "MISSED"
+
+
+def render_markdown(report: dict) -> str:
+    lines = [
+        f"# Disaster drill {report['started_at']}",
+        "",
+        f"Host: {report['machine']['host']} ({report['machine']['cores']} cores). Targets: RTO plan "
+        f"{PLAN_RTO_SECONDS / 60:.0f} min (aim {AIM_RTO_SECONDS:.0f} s), RPO plan {PLAN_RPO_SECONDS / 60:.0f} min "
+        f"(aim {AIM_RPO_SECONDS:.0f} s).",
+        "",
+        "| scenario | plan § | result | RTO | vs target | RPO | vs target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in report["scenarios"]:
+        lines.append(
+            f"| {s['title']} | {s['plan_section']} | {'pass' if s['ok'] else 'FAIL'} | {_seconds(s['rto_seconds'])} "
+            f"| {verdict(s['rto_seconds'], AIM_RTO_SECONDS, PLAN_RTO_SECONDS)} | {_seconds(s['rpo_seconds'])} "
+            f"| {verdict(s['rpo_seconds'], AIM_RPO_SECONDS, PLAN_RPO_SECONDS)} |"
+        )
+    for s in report["scenarios"]:
+        lines += ["", f"## {s['title']}", "", "| phase | seconds | result |", "|---|---|---|"]
+        lines += [f"| {p['name']} | {p['seconds']:.1f} | {'ok' if p['ok'] else 'FAILED'} |" for p in s["phases"]]
+        if s["error"]:
+            lines += ["", f"**Error:** {s['error']}"]
+    return "\n".join(lines) + "\n"
+
+
+def run(names: list[str], report_dir: Path) -> int:
+    available = scenarios()
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(available)}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_dir = report_dir / f"drill-{stamp}-logs"
+    print(f"drill {stamp}: {', '.join(names)}")
+    results = [run_scenario(available[n], log_dir / n) for n in names]
+    report = {
+        "started_at": stamp,
+        "machine": {"host": os.uname().nodename, "cores": os.cpu_count()},
+        "targets": {
+            "plan_rto_seconds": PLAN_RTO_SECONDS,
+            "plan_rpo_seconds": PLAN_RPO_SECONDS,
+            "aim_rto_seconds": AIM_RTO_SECONDS,
+            "aim_rpo_seconds": AIM_RPO_SECONDS,
+        },
+        "scenarios": [asdict(r) for r in results],
+    }
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / f"drill-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = render_markdown(report)
+    (report_dir / f"drill-{stamp}.md").write_text(markdown)
+    print()
+    print(markdown)
+    print(f"report: {report_dir / f'drill-{stamp}.json'} and .md; logs in {log_dir}")
+    return 0 if all(r.ok for r in results) else 1
