@@ -1,0 +1,1042 @@
+"""Backup sets of the MojoRust bot: create, list, verify, restore, retention.
+
+One implementation for the Ansible modules (mojorust.dr.backup_set, backup_verify, backup_restore) and the
+`mojorust-backup` command the systemd timer runs on the host (the backup role deploys this file). Standard
+library only, plus psycopg2 for the database and the gpg, zstd, pg_dump and pg_restore programs.
+
+A set is a directory <backup_dir>/<id>/ (id: UTC timestamp, 20261125T020000Z) holding
+  mojorust-backup-<id>.tar          the set: an uncompressed tar of three encrypted members
+      manifest.json.gpg             what the set holds (sizes, sha256, row counts, checksums, fingerprints)
+      db.dump.zst.gpg               pg_dump custom format | zstd | gpg, streamed (no plaintext on disk)
+      files.tar.zst.gpg             config/ (with its git history), .env, wallet, portfolio state, recent logs
+  mojorust-backup-<id>.tar.sha256   `sha256sum -c` format
+  mojorust-backup-<id>.tar.sig      detached signature by the host's signing key
+  mojorust-backup-<id>.json         plaintext summary (id, created_at, size, sha256, recipients, signer)
+It is written as <backup_dir>/.partial-<id>/ and renamed into place only when complete and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+TOOL_VERSION = "mojorust-backup 1.0"
+ID_FORMAT = "%Y%m%dT%H%M%SZ"
+MEMBERS = ("manifest.json.gpg", "db.dump.zst.gpg", "files.tar.zst.gpg")
+CHUNK = 1 << 20
+LAST_GOOD = "LAST_GOOD"
+STATUS_FILE = ".status.json"
+ENV_KEYS_FINGERPRINTED = (
+    "HELIUS_API_KEY",
+    "QUICKNODE_API_KEY",
+    "INFISICAL_TOKEN",
+    "DB_PASSWORD",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_CHAT_ID",
+)
+
+
+class BackupError(Exception):
+    """A failure with the name of the check or step that failed and what the operator should do."""
+
+    def __init__(self, check: str, message: str):
+        super().__init__(f"{check}: {message}")
+        self.check = check
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------- configuration
+@dataclass
+class Config:
+    backup_dir: str = "/home/tradingbot/backups"
+    bot_home: str = "/home/tradingbot/mojo-trading-bot"
+    wallet_path: str = "/home/tradingbot/.config/solana/id.json"
+    gnupg_home: str = "/home/tradingbot/.config/mojorust-backup/gnupg"
+    recipients: list[str] = field(default_factory=list)
+    signing_key: str = ""
+    db_host: str = "127.0.0.1"
+    db_port: int = 5432
+    db_name: str = "trading_db"
+    db_user: str = "trading_user"
+    log_days: int = 7
+    keep_days: int = 30
+    min_keep: int = 7
+    zstd_level: int = 3
+    alert_api_base: str = ""
+    host: str = field(default_factory=socket.gethostname)
+
+    @property
+    def env_file(self) -> str:
+        return os.path.join(self.bot_home, ".env")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Config:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BackupError("config", f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+def read_env(path: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, value = line.split("=", 1)
+            key = key.strip().removeprefix("export ").strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            values[key] = value
+    return values
+
+
+def fingerprint(secret: str) -> str:
+    """What may be shown of a secret: the first 16 hex digits of its sha256 (the bot's /health uses the same)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def base58(data: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    number = int.from_bytes(data, "big")
+    out = ""
+    while number:
+        number, rest = divmod(number, 58)
+        out = alphabet[rest] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+def wallet_pubkey(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    return base58(bytes(raw[32:64]))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def parse_id(set_id: str) -> datetime:
+    return datetime.strptime(set_id, ID_FORMAT).replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------------------- sets
+@dataclass
+class SetInfo:
+    id: str
+    path: str
+    created_at: str
+    size: int
+    sha256: str
+    good: bool  # published, verified at publish time, and not marked bad since
+
+    @property
+    def tar(self) -> str:
+        return os.path.join(self.path, f"mojorust-backup-{self.id}.tar")
+
+
+def set_files(set_id: str) -> dict[str, str]:
+    base = f"mojorust-backup-{set_id}"
+    return {"tar": f"{base}.tar", "sha256": f"{base}.tar.sha256", "sig": f"{base}.tar.sig", "summary": f"{base}.json"}
+
+
+def list_sets(backup_dir: str) -> list[SetInfo]:
+    """Published sets, oldest first. Partial runs (.partial-*) and foreign entries are not sets."""
+    sets = []
+    if not os.path.isdir(backup_dir):
+        return sets
+    for name in sorted(os.listdir(backup_dir)):
+        path = os.path.join(backup_dir, name)
+        try:
+            parse_id(name)
+        except ValueError:
+            continue
+        names = set_files(name)
+        if not all(os.path.exists(os.path.join(path, n)) for n in names.values()):
+            continue
+        try:
+            with open(os.path.join(path, names["summary"]), encoding="utf-8") as handle:
+                summary = json.load(handle)
+        except (OSError, ValueError):
+            summary = {}
+        sets.append(
+            SetInfo(
+                id=name,
+                path=path,
+                created_at=summary.get("created_at", parse_id(name).isoformat()),
+                size=int(summary.get("size", 0)),
+                sha256=summary.get("sha256", ""),
+                good=not os.path.exists(os.path.join(path, "BAD")),
+            )
+        )
+    return sets
+
+
+def resolve_set(backup_dir: str, backup_id: str) -> SetInfo:
+    sets = list_sets(backup_dir)
+    if backup_id == "latest":
+        good = [s for s in sets if s.good]
+        if not good:
+            raise BackupError("select", f"no good backup set in {backup_dir}; run playbooks/backup.yml to make one")
+        return good[-1]
+    for candidate in sets:
+        if candidate.id == backup_id:
+            return candidate
+    available = ", ".join(s.id for s in sets[-10:]) or "none"
+    raise BackupError("select", f"no backup set {backup_id!r} in {backup_dir}; the newest are: {available}")
+
+
+# ----------------------------------------------------------------------------------------------- retention
+def retention_plan(
+    sets: list[SetInfo], now: datetime, keep_days: int, min_keep: int, last_run_ok: bool
+) -> tuple[list[str], list[str]]:
+    """(ids to keep, ids to delete). Pure.
+
+    Sets newer than keep_days are kept; the newest min_keep good sets are kept whatever their age; sets marked
+    bad are kept for the operator to look at; and when the last run failed nothing is deleted at all.
+    """
+    ids = [s.id for s in sets]
+    if not last_run_ok or keep_days < 0 or min_keep < 1:
+        return ids, []
+    cutoff = now - timedelta(days=keep_days)
+    good_newest_first = sorted((s for s in sets if s.good), key=lambda s: s.id, reverse=True)
+    floor = {s.id for s in good_newest_first[:min_keep]}
+    delete = [s.id for s in sets if s.good and s.id not in floor and parse_id(s.id) < cutoff]
+    return [i for i in ids if i not in delete], delete
+
+
+# ----------------------------------------------------------------------------------------------------- gpg
+def gpg_base(home: str) -> list[str]:
+    return ["gpg", "--homedir", home, "--batch", "--no-tty", "--quiet", "--trust-model", "always"]
+
+
+def gpg_encrypt_command(home: str, recipients: list[str], output: str) -> list[str]:
+    command = [*gpg_base(home), "--compress-algo", "none", "--encrypt", "--output", output]
+    for recipient in recipients:
+        command += ["--recipient", recipient]
+    return command
+
+
+def gpg_verify_signature(home: str, signature: str, data: str, signers: list[str]) -> str:
+    """Fingerprint of the good signer; BackupError('signature') unless signed by one of `signers`."""
+    result = subprocess.run(
+        [*gpg_base(home), "--status-fd", "1", "--verify", signature, data], capture_output=True, text=True
+    )
+    valid = [line.split() for line in result.stdout.splitlines() if line.startswith("[GNUPG:] VALIDSIG")]
+    wanted = {s.upper() for s in signers}
+    for fields in valid:
+        # VALIDSIG <signing (sub)key fpr> ... <primary key fpr> is the last field
+        if {fields[2].upper(), fields[-1].upper()} & wanted:
+            return fields[-1].upper()
+    if valid:
+        raise BackupError(
+            "signature",
+            f"signed by {valid[0][-1]}, which is not a trusted signer ({', '.join(sorted(wanted))}); "
+            "the set did not come from this host's backup key: do not restore it",
+        )
+    if "NO_PUBKEY" in result.stdout:
+        raise BackupError("signature", "signed by a key that is not known here; the set is not from a trusted host")
+    raise BackupError("signature", "the signature does not match the set: it was changed after it was signed")
+
+
+# ---------------------------------------------------------------------------------------------- processes
+class Pipeline:
+    """Processes connected stdout to stdin, with the last one writing to a file; stderr kept for messages."""
+
+    def __init__(self, commands: list[list[str]], stdin=None, stdout=None, env: dict | None = None):
+        self.commands = commands
+        self.procs: list[subprocess.Popen] = []
+        self.stderr: list[bytes] = []
+        previous = stdin
+        for index, command in enumerate(commands):
+            last = index == len(commands) - 1
+            proc = subprocess.Popen(
+                command,
+                stdin=previous if previous is not None else subprocess.DEVNULL,
+                stdout=stdout if last else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            if previous is not None and previous not in (subprocess.PIPE, subprocess.DEVNULL) and index > 0:
+                previous.close()
+            previous = proc.stdout
+            self.procs.append(proc)
+
+    @property
+    def stdin(self):
+        return self.procs[0].stdin
+
+    def wait(self, step: str) -> None:
+        failures = []
+        for command, proc in zip(self.commands, self.procs, strict=True):
+            err = proc.stderr.read() if proc.stderr else b""
+            code = proc.wait()
+            if code != 0:
+                failures.append(f"{os.path.basename(command[0])} exited {code}: {err.decode(errors='replace').strip()}")
+        if failures:
+            text = "; ".join(failures)
+            if "No space left" in text:
+                raise OSError(errno.ENOSPC, text)
+            raise BackupError(step, text)
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def pump(source, sink, digest) -> int:
+    """Copy source to sink in 1 MiB chunks, hashing on the way; the byte count."""
+    size = 0
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            break
+        digest.update(chunk)
+        sink.write(chunk)
+        size += len(chunk)
+    return size
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------- database
+TABLE_STATS_SQL = (
+    "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text FROM {} t"
+)
+
+
+def db_connect(cfg: Config, password: str, dbname: str | None = None):
+    import psycopg2  # imported here so that the rest works where psycopg2 is missing (unit tests, list, verify)
+
+    return psycopg2.connect(
+        host=cfg.db_host,
+        port=cfg.db_port,
+        dbname=dbname or cfg.db_name,
+        user=cfg.db_user,
+        password=password,
+        connect_timeout=10,
+        application_name="mojorust-backup",
+    )
+
+
+def table_stats(conn) -> dict[str, dict]:
+    """Row count and an order-independent content checksum of every user table, in the current snapshot."""
+    from psycopg2 import sql
+
+    stats = {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        )
+        for schema, table in cur.fetchall():
+            cur.execute(sql.SQL(TABLE_STATS_SQL).format(sql.Identifier(schema, table)))
+            rows, checksum = cur.fetchone()
+            stats[f"{schema}.{table}"] = {"rows": int(rows), "checksum": checksum}
+    return stats
+
+
+def compare_tables(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
+    """Differences between a manifest's tables and a database's, as sentences; empty when equal."""
+    problems = []
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual:
+            problems.append(f"table {name} is missing")
+        elif name not in expected:
+            problems.append(f"table {name} is not in the backup")
+        elif expected[name]["rows"] != actual[name]["rows"]:
+            problems.append(f"table {name} has {actual[name]['rows']} rows, the backup {expected[name]['rows']}")
+        elif expected[name]["checksum"] != actual[name]["checksum"]:
+            problems.append(f"table {name} has the same row count but different content")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------- lock
+class BackupLock:
+    """One run at a time: an flock on <backup_dir>/.lock, released by the kernel if the holder dies."""
+
+    def __init__(self, backup_dir: str, owner: str):
+        self.path = os.path.join(backup_dir, ".lock")
+        self.owner = owner
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise BackupError(
+                "lock", f"another backup is running ({holder}); wait for it to finish, this run did nothing"
+            ) from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} started {now_utc().isoformat()} by {self.owner}\n")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.seek(0)
+        self.handle.truncate()
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+# --------------------------------------------------------------------------------------------------- create
+def _files_to_pack(cfg: Config, now: datetime) -> list[tuple[str, str]]:
+    """(name in the set, path on the host) of every file the set carries besides the database."""
+    members = []
+    config_dir = os.path.join(cfg.bot_home, "config")
+    for root, dirs, files in os.walk(config_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            members.append((os.path.relpath(path, cfg.bot_home), path))
+    members.append((".env", cfg.env_file))
+    members.append(("wallet/id.json", cfg.wallet_path))
+    state = os.path.join(cfg.bot_home, "data", "portfolio_state.json")
+    if os.path.exists(state):
+        members.append(("data/portfolio_state.json", state))
+    logs = os.path.join(cfg.bot_home, "logs")
+    cutoff = (now - timedelta(days=cfg.log_days)).timestamp()
+    if os.path.isdir(logs):
+        for name in sorted(os.listdir(logs)):
+            path = os.path.join(logs, name)
+            if name.startswith("trading-bot-") and os.path.isfile(path) and os.path.getmtime(path) >= cutoff:
+                members.append((f"logs/{name}", path))
+    for _name, path in members:
+        if not os.path.isfile(path):
+            raise BackupError("files", f"{path} is missing; the set would be incomplete")
+    return members
+
+
+def _pack_files(members, out_path: str, cfg: Config) -> list[dict]:
+    """tar | zstd | gpg of the files, streamed; their size, mode and sha256 for the manifest."""
+    pipeline = Pipeline(
+        [["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"], gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, "-")],
+        stdin=subprocess.PIPE,
+        stdout=open(out_path, "wb"),  # noqa: SIM115 - handed to the last process
+    )
+    records = []
+    try:
+        with tarfile.open(fileobj=pipeline.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name, path in members:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                info = tar.gettarinfo(path, arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                records.append(
+                    {
+                        "name": name,
+                        "size": len(data),
+                        "mode": f"{info.mode:04o}",
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
+                )
+        pipeline.stdin.close()
+    except BaseException:
+        pipeline.kill()
+        raise
+    pipeline.wait("files")
+    return records
+
+
+def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, result: dict) -> None:
+    """pg_dump -Fc -Z0 | (hash) | zstd | gpg, in a thread; fills result with size/sha256 or error."""
+    env = dict(os.environ, PGPASSWORD=password)
+    dump = subprocess.Popen(
+        [
+            "pg_dump",
+            "--format=custom",
+            "--compress=0",
+            f"--snapshot={snapshot}",
+            "--host",
+            cfg.db_host,
+            "--port",
+            str(cfg.db_port),
+            "--username",
+            cfg.db_user,
+            "--no-password",
+            cfg.db_name,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    out = open(out_path, "wb")  # noqa: SIM115 - handed to gpg
+    pipeline = Pipeline(
+        [["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"], gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, "-")],
+        stdin=subprocess.PIPE,
+        stdout=out,
+    )
+    digest = hashlib.sha256()
+    try:
+        size = pump(dump.stdout, pipeline.stdin, digest)
+        pipeline.stdin.close()
+        err = dump.stderr.read().decode(errors="replace").strip()
+        if dump.wait() != 0:
+            raise BackupError("database", f"pg_dump failed: {err}")
+        pipeline.wait("database")
+        result.update(size=size, sha256=digest.hexdigest())
+    except BaseException as error:  # handed to the main thread, which raises it
+        dump.kill()
+        pipeline.kill()
+        result["error"] = error
+    finally:
+        out.close()
+
+
+def _write_status(cfg: Config, status: dict) -> None:
+    path = os.path.join(cfg.backup_dir, STATUS_FILE)
+    previous = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError):
+        pass
+    previous.update(status)
+    _atomic_write(path, json.dumps(previous, indent=2, sort_keys=True) + "\n")
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def send_alert(cfg: Config, text: str) -> str:
+    """Best effort Telegram message; returns '' or why it was not delivered (never the token)."""
+    if not cfg.alert_api_base:
+        return "alerts are not configured"
+    try:
+        env = read_env(cfg.env_file)
+        body = json.dumps({"chat_id": env["TELEGRAM_CHAT_ID"], "text": text}).encode()
+        request = urllib.request.Request(
+            f"{cfg.alert_api_base.rstrip('/')}/bot{env['TELEGRAM_BOT_TOKEN']}/sendMessage",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+        return ""
+    except Exception as error:  # an alert that cannot be sent must not hide the failure it reports
+        return f"alert not delivered: {type(error).__name__}"
+
+
+def create_set(cfg: Config, owner: str = "mojorust-backup", now: datetime | None = None, progress=None) -> dict:
+    """Make one set, publish it atomically, apply retention. Raises BackupError; alerts on failure."""
+    progress = progress or (lambda message: None)
+    started = time.monotonic()
+    now = now or now_utc()
+    set_id = now.strftime(ID_FORMAT)
+    if not cfg.recipients:
+        raise BackupError("config", "no recipients: set the operator's GPG public key fingerprint(s)")
+    if not cfg.signing_key:
+        raise BackupError("config", "no signing key: set the host's signing key fingerprint")
+    os.makedirs(cfg.backup_dir, mode=0o700, exist_ok=True)
+    try:
+        with BackupLock(cfg.backup_dir, owner):
+            summary = _create_locked(cfg, set_id, now, progress)
+    except BaseException as error:
+        if isinstance(error, BackupError) and error.check == "lock":
+            raise
+        message = error.message if isinstance(error, BackupError) else str(error)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            free = shutil.disk_usage(cfg.backup_dir).free // (1 << 20)
+            error = BackupError(
+                "disk",
+                f"disk full while writing the set in {cfg.backup_dir} ({free} MiB free); earlier sets are intact. "
+                "Free space or point backup_dir at a larger disk, then run the backup again",
+            )
+            message = error.message
+        _write_status(cfg, {"last_run_at": now.isoformat(), "last_result": "failed", "last_error": message})
+        note = send_alert(cfg, f"BACKUP FAILED on {cfg.host} at {now.isoformat()}: {message}")
+        if isinstance(error, BackupError):
+            error.message += f" ({note})" if note else ""
+            raise error from None
+        raise
+    summary["duration_seconds"] = round(time.monotonic() - started, 3)
+    _write_status(
+        cfg,
+        {
+            "last_run_at": now.isoformat(),
+            "last_result": "ok",
+            "last_error": "",
+            "last_success_at": now.isoformat(),
+            "last_success_id": set_id,
+            "last_size_bytes": summary["size"],
+            "last_duration_seconds": summary["duration_seconds"],
+        },
+    )
+    return summary
+
+
+def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
+    for name in os.listdir(cfg.backup_dir):
+        if name.startswith(".partial-"):
+            progress(f"removing {name} left by an interrupted run")
+            shutil.rmtree(os.path.join(cfg.backup_dir, name))
+    if os.path.exists(os.path.join(cfg.backup_dir, set_id)):
+        raise BackupError("select", f"a set {set_id} exists already; wait a second and run again")
+    partial = os.path.join(cfg.backup_dir, f".partial-{set_id}")
+    os.mkdir(partial, 0o700)
+    names = set_files(set_id)
+    try:
+        env = read_env(cfg.env_file)
+        password = env.get("DB_PASSWORD", "")
+        conn = db_connect(cfg, password)
+        try:
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
+                snapshot, pg_version = cur.fetchone()
+            progress(f"dumping {cfg.db_name} from snapshot {snapshot}")
+            dump_result: dict = {}
+            dumper = threading.Thread(
+                target=_dump_database,
+                args=(cfg, password, snapshot, os.path.join(partial, MEMBERS[1]), dump_result),
+            )
+            dumper.start()
+            # Row counts and checksums in the same snapshot as the dump, while it runs.
+            tables = table_stats(conn)
+            dumper.join()
+        finally:
+            conn.close()
+        if "error" in dump_result:
+            raise dump_result["error"]
+        progress("packing files")
+        files = _pack_files(_files_to_pack(cfg, now), os.path.join(partial, MEMBERS[2]), cfg)
+        manifest = _manifest(cfg, set_id, now, pg_version, dump_result, tables, files, env)
+        _encrypt_bytes(cfg, json.dumps(manifest, indent=2).encode(), os.path.join(partial, MEMBERS[0]))
+        tar_path = os.path.join(partial, names["tar"])
+        with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+            for member in MEMBERS:
+                tar.add(os.path.join(partial, member), arcname=member)
+        for member in MEMBERS:
+            os.unlink(os.path.join(partial, member))
+        digest = sha256_file(tar_path)
+        with open(os.path.join(partial, names["sha256"]), "w", encoding="utf-8") as handle:
+            handle.write(f"{digest}  {names['tar']}\n")
+        subprocess.run(
+            [
+                *gpg_base(cfg.gnupg_home),
+                "--local-user",
+                cfg.signing_key,
+                "--detach-sign",
+                "--output",
+                os.path.join(partial, names["sig"]),
+                tar_path,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        summary = {
+            "id": set_id,
+            "created_at": now.isoformat(),
+            "host": cfg.host,
+            "tool_version": TOOL_VERSION,
+            "size": os.path.getsize(tar_path),
+            "sha256": digest,
+            "recipients": list(cfg.recipients),
+            "signer": cfg.signing_key,
+        }
+        with open(os.path.join(partial, names["summary"]), "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+        progress("verifying before publishing")
+        check_sha256(partial, set_id)
+        check_archive(os.path.join(partial, names["tar"]))
+        gpg_verify_signature(cfg.gnupg_home, os.path.join(partial, names["sig"]), tar_path, [cfg.signing_key])
+        for name in os.listdir(partial):
+            os.chmod(os.path.join(partial, name), 0o600)
+        final = os.path.join(cfg.backup_dir, set_id)
+        os.rename(partial, final)
+        _fsync_dir(cfg.backup_dir)
+        _atomic_write(os.path.join(cfg.backup_dir, LAST_GOOD), set_id + "\n")
+        progress(f"published {final}")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    keep, delete = retention_plan(list_sets(cfg.backup_dir), now, cfg.keep_days, cfg.min_keep, last_run_ok=True)
+    for old in delete:
+        shutil.rmtree(os.path.join(cfg.backup_dir, old))
+    summary.update(path=final, tables=tables, retention={"kept": keep, "deleted": delete})
+    return summary
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _encrypt_bytes(cfg: Config, data: bytes, out_path: str) -> None:
+    result = subprocess.run(
+        gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, out_path), input=data, capture_output=True
+    )
+    if result.returncode != 0:
+        raise BackupError("encrypt", result.stderr.decode(errors="replace").strip())
+
+
+def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env) -> dict:
+    config_git = os.path.join(cfg.bot_home, "config", ".git")
+    commit = None
+    if os.path.isdir(config_git):
+        result = subprocess.run(
+            ["git", "-c", "safe.directory=*", "-C", os.path.dirname(config_git), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+        )
+        commit = result.stdout.strip() or None
+    portfolio = None
+    state = os.path.join(cfg.bot_home, "data", "portfolio_state.json")
+    if os.path.exists(state):
+        with open(state, encoding="utf-8") as handle:
+            portfolio = json.load(handle).get("portfolio_value")
+    return {
+        "id": set_id,
+        "created_at": now.isoformat(),
+        "host": cfg.host,
+        "tool_version": TOOL_VERSION,
+        "postgresql_version": pg_version,
+        "database": {
+            "name": cfg.db_name,
+            "format": "pg_dump custom, zstd",
+            "size": dump["size"],
+            "sha256": dump["sha256"],
+            "tables": tables,
+        },
+        "files": files,
+        "portfolio_value": portfolio,
+        "config_git_commit": commit,
+        "key_fingerprints": {
+            "env": {key: fingerprint(env[key]) for key in ENV_KEYS_FINGERPRINTED if key in env},
+            "wallet_pubkey": wallet_pubkey(cfg.wallet_path),
+        },
+        "recipients": list(cfg.recipients),
+        "signer": cfg.signing_key,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- verify
+def check_sha256(set_dir: str, set_id: str) -> str:
+    names = set_files(set_id)
+    try:
+        with open(os.path.join(set_dir, names["sha256"]), encoding="utf-8") as handle:
+            expected = handle.read().split()[0]
+    except (OSError, IndexError):
+        raise BackupError("sha256", f"{names['sha256']} is missing or empty; the set cannot be trusted") from None
+    actual = sha256_file(os.path.join(set_dir, names["tar"]))
+    if actual != expected:
+        raise BackupError(
+            "sha256",
+            f"{names['tar']} has sha256 {actual[:16]}…, its .sha256 file says {expected[:16]}…: the set was changed "
+            "or damaged after it was written; use another set",
+        )
+    return actual
+
+
+def check_archive(tar_path: str) -> list[str]:
+    size = os.path.getsize(tar_path)
+    try:
+        with tarfile.open(tar_path, "r:") as tar:
+            members = tar.getmembers()
+    except (tarfile.TarError, OSError) as error:
+        raise BackupError("archive", f"{os.path.basename(tar_path)} is not a readable archive ({error})") from None
+    names = [m.name for m in members]
+    if sorted(names) != sorted(MEMBERS):
+        raise BackupError("archive", f"the set holds {names}, expected {list(MEMBERS)}: it is incomplete")
+    for member in members:
+        if member.offset_data + member.size > size:
+            raise BackupError("archive", f"{member.name} is cut short: the set was truncated")
+    return names
+
+
+def _decrypt_member(tar_path: str, member: str, gnupg_home: str, then: list[list[str]] | None = None, stdout=None):
+    """Pipeline: the member's bytes from the tar | gpg --decrypt | then...; returns (pipeline, feeder thread)."""
+    commands = [[*gpg_base(gnupg_home), "--decrypt"], *(then or [])]
+    pipeline = Pipeline(commands, stdin=subprocess.PIPE, stdout=stdout if stdout is not None else subprocess.PIPE)
+
+    def feed():
+        try:
+            with tarfile.open(tar_path, "r:") as tar:
+                source = tar.extractfile(member)
+                shutil.copyfileobj(source, pipeline.stdin, CHUNK)
+        except (BrokenPipeError, OSError, tarfile.TarError):
+            pass  # the reading side reports the failure
+        finally:
+            with contextlib.suppress(OSError):
+                pipeline.stdin.close()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    return pipeline, feeder
+
+
+def decrypt_manifest(tar_path: str, gnupg_home: str) -> dict:
+    pipeline, feeder = _decrypt_member(tar_path, MEMBERS[0], gnupg_home)
+    data = pipeline.procs[-1].stdout.read()
+    feeder.join()
+    try:
+        pipeline.wait("decryption")
+    except BackupError as error:
+        if "No secret key" in error.message or "decryption failed" in error.message:
+            raise BackupError(
+                "decryption",
+                f"the keys in {gnupg_home} cannot decrypt this set; it is encrypted to the operator key(s) named in "
+                "its summary (.json): bring that key",
+            ) from None
+        raise
+    return json.loads(data)
+
+
+def _stream_digest(tar_path: str, member: str, gnupg_home: str, then: list[list[str]]) -> tuple[int, str]:
+    pipeline, feeder = _decrypt_member(tar_path, member, gnupg_home, then)
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: pipeline.procs[-1].stdout.read(CHUNK), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    feeder.join()
+    pipeline.wait("contents")
+    return size, digest.hexdigest()
+
+
+def verify_set(
+    set_info: SetInfo,
+    keyring_home: str,
+    signers: list[str],
+    decrypt_home: str | None = None,
+    checks: list[dict] | None = None,
+) -> list[dict]:
+    """The plan's checks in its order: sha256, archive, signature, decryption, every file against the manifest.
+
+    The signature is checked with the public keys in keyring_home (the host's); decryption and the contents need
+    decrypt_home, a keyring holding the operator's secret key, and are skipped without it. Returns the passed
+    checks (appended to `checks` when given, so a caller keeps them on failure); raises BackupError naming the
+    first that failed.
+    """
+    checks = [] if checks is None else checks
+
+    def run(name, function):
+        started = time.monotonic()
+        detail = function()
+        checks.append({"check": name, "ok": True, "detail": detail, "seconds": round(time.monotonic() - started, 3)})
+        return detail
+
+    tar_path = set_info.tar
+    run("sha256", lambda: check_sha256(set_info.path, set_info.id))
+    run("archive", lambda: check_archive(tar_path))
+    run(
+        "signature",
+        lambda: gpg_verify_signature(
+            keyring_home, os.path.join(set_info.path, set_files(set_info.id)["sig"]), tar_path, signers
+        ),
+    )
+    if not decrypt_home:
+        return checks
+    gnupg_home = decrypt_home
+    manifest = run("decryption", lambda: decrypt_manifest(tar_path, gnupg_home))
+    checks[-1]["detail"] = f"manifest of {manifest['id']} from {manifest['host']}"
+
+    def contents():
+        size, digest = _stream_digest(tar_path, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
+        if (size, digest) != (manifest["database"]["size"], manifest["database"]["sha256"]):
+            raise BackupError("contents", "the database dump does not match the manifest")
+        files = _read_files(tar_path, gnupg_home)
+        expected = {f["name"]: f for f in manifest["files"]}
+        for name, record in expected.items():
+            data = files.get(name)
+            if data is None:
+                raise BackupError("contents", f"{name} is listed in the manifest but missing from the set")
+            if hashlib.sha256(data).hexdigest() != record["sha256"] or len(data) != record["size"]:
+                raise BackupError("contents", f"{name} does not match the manifest")
+        extra = sorted(set(files) - set(expected))
+        if extra:
+            raise BackupError("contents", f"the set holds files the manifest does not list: {extra}")
+        return f"database dump ({size} bytes) and {len(expected)} files match the manifest"
+
+    run("contents", contents)
+    return checks
+
+
+def _read_files(tar_path: str, gnupg_home: str) -> dict[str, bytes]:
+    pipeline, feeder = _decrypt_member(tar_path, MEMBERS[2], gnupg_home, [["zstd", "-q", "-d", "-c"]])
+    files = {}
+    try:
+        with tarfile.open(fileobj=pipeline.procs[-1].stdout, mode="r|") as tar:
+            for member in tar:
+                if member.isfile():
+                    files[member.name] = tar.extractfile(member).read()
+    except tarfile.TarError as error:
+        pipeline.kill()
+        raise BackupError("contents", f"the files archive is damaged ({error})") from None
+    feeder.join()
+    pipeline.wait("contents")
+    return files
+
+
+# -------------------------------------------------------------------------------------------------- restore
+def restore_files(set_info: SetInfo, gnupg_home: str, dest_dir: str) -> list[dict]:
+    """Decrypt the files member into dest_dir (created 0700), each checked against the manifest."""
+    manifest = decrypt_manifest(set_info.tar, gnupg_home)
+    files = _read_files(set_info.tar, gnupg_home)
+    os.makedirs(dest_dir, mode=0o700, exist_ok=True)
+    written = []
+    for record in manifest["files"]:
+        name = record["name"]
+        data = files.get(name)
+        if data is None or hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise BackupError("contents", f"{name} is missing or does not match the manifest")
+        if os.path.isabs(name) or ".." in name.split("/"):
+            raise BackupError("contents", f"refusing the unsafe path {name!r} in the set")
+        path = os.path.join(dest_dir, name)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, int(record["mode"], 8))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        written.append({"name": name, "size": record["size"], "sha256": record["sha256"]})
+    return written
+
+
+def restore_database(
+    set_info: SetInfo, gnupg_home: str, cfg: Config, password: str, target_db: str, jobs: int = 1
+) -> dict:
+    """pg_restore the set's dump into target_db (which must exist and be empty), then compare every table with
+    the manifest. jobs 1 streams (no plaintext on disk); more decompress to a private scratch file first."""
+    manifest = decrypt_manifest(set_info.tar, gnupg_home)
+    started = time.monotonic()
+    env = dict(os.environ, PGPASSWORD=password)
+    restore = [
+        "pg_restore",
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        "--host",
+        cfg.db_host,
+        "--port",
+        str(cfg.db_port),
+        "--username",
+        cfg.db_user,
+        "--no-password",
+        "--dbname",
+        target_db,
+    ]
+    if jobs <= 1:
+        pipeline, feeder = _decrypt_member(
+            set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]], stdout=None
+        )
+        # The last stage feeds pg_restore; run it as a separate process reading that stdout.
+        proc = subprocess.run(restore, stdin=pipeline.procs[-1].stdout, capture_output=True, env=env)
+        feeder.join()
+        pipeline.wait("restore")
+        if proc.returncode != 0:
+            raise BackupError("restore", f"pg_restore failed: {proc.stderr.decode(errors='replace').strip()}")
+    else:
+        scratch = os.path.join(cfg.backup_dir, f".restore-{set_info.id}-{os.getpid()}")
+        os.mkdir(scratch, 0o700)
+        try:
+            dump_path = os.path.join(scratch, "db.dump")
+            with open(dump_path, "wb") as out:
+                pipeline, feeder = _decrypt_member(
+                    set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]], stdout=out
+                )
+                feeder.join()
+                pipeline.wait("restore")
+            proc = subprocess.run([*restore, f"--jobs={jobs}", dump_path], capture_output=True, env=env)
+            if proc.returncode != 0:
+                raise BackupError("restore", f"pg_restore failed: {proc.stderr.decode(errors='replace').strip()}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    engine_seconds = round(time.monotonic() - started, 3)
+    conn = db_connect(cfg, password, target_db)
+    try:
+        conn.set_session(readonly=True)
+        actual = table_stats(conn)
+    finally:
+        conn.close()
+    problems = compare_tables(manifest["database"]["tables"], actual)
+    if problems:
+        raise BackupError(
+            "restore", f"the restored database {target_db} does not match the set: " + "; ".join(problems)
+        )
+    return {
+        "id": set_info.id,
+        "target_db": target_db,
+        "tables": actual,
+        "engine_seconds": engine_seconds,
+        "manifest": {
+            k: manifest[k] for k in ("id", "created_at", "portfolio_value", "key_fingerprints", "config_git_commit")
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ cli
+def cli_main(argv: list[str]) -> int:
+    """mojorust-backup create|list|status [--config FILE]: what the systemd timer runs on the host."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="mojorust-backup", description=cli_main.__doc__)
+    parser.add_argument("command", choices=["create", "list", "status"])
+    parser.add_argument("--config", default="/etc/mojorust-backup/config.json")
+    parser.add_argument("--owner", default="mojorust-backup.timer", help="who started this run (shown to others)")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.config, encoding="utf-8") as handle:
+            cfg = Config.from_dict(json.load(handle))
+        if args.command == "create":
+            summary = create_set(cfg, owner=args.owner, progress=lambda m: print(m, flush=True))
+            print(
+                json.dumps({k: summary[k] for k in ("id", "path", "size", "sha256", "duration_seconds", "retention")})
+            )
+        elif args.command == "list":
+            for item in list_sets(cfg.backup_dir):
+                print(f"{item.id}  {item.size:>12}  {'good' if item.good else 'BAD'}  {item.sha256[:16]}")
+        else:
+            with open(os.path.join(cfg.backup_dir, STATUS_FILE), encoding="utf-8") as handle:
+                print(handle.read(), end="")
+        return 0
+    except BackupError as error:
+        print(f"mojorust-backup: {error.check} failed: {error.message}", flush=True)
+        return 1
+    except OSError as error:
+        print(f"mojorust-backup: {error}", flush=True)
+        return 1
+
+
+def set_info_dict(set_info: SetInfo) -> dict:
+    return asdict(set_info)

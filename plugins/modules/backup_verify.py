@@ -1,0 +1,110 @@
+#!/usr/bin/python
+"""backup_verify: check a backup set the way the recovery plan does, in its order."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: backup_verify
+short_description: Verify a backup set - sha256, archive, signature, decryption, every file against the manifest
+version_added: 0.1.0
+author: mojorust.dr maintainers
+description:
+  - Runs the recovery plan's integrity checks in its order and fails naming the first check that failed
+    (C(sha256), C(archive), C(signature), C(decryption), C(contents)) with what to do about it.
+  - The signature must come from one of I(signers) (by default the host's own signing key); a set signed by any
+    other key fails, whatever keys the keyring holds.
+  - Decryption and the contents check need I(decrypt_home), a keyring with the operator's secret key (bring it
+    with the C(mojorust.dr.recovery_key) role and remove it afterwards); without it only the first three run.
+  - Read-only, except that I(mark_bad) writes a C(BAD) marker into a set that failed, so that no later restore
+    picks it as C(latest); nothing is ever deleted.
+extends_documentation_fragment:
+  - mojorust.dr.backup
+options:
+  decrypt_home:
+    description: GnuPG home with the operator's secret key; omit to skip decryption and contents.
+    type: path
+  signers:
+    description: Fingerprints of trusted signing keys; default is the C(signing_key) of I(config_file).
+    type: list
+    elements: str
+  mark_bad:
+    description: Mark a set that fails as bad (never deleted; skipped by C(latest)).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Verifies in check mode too (it is read-only); I(mark_bad) is not applied.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Verify the newest set with the operator's key
+  mojorust.dr.backup_verify:
+    backup_id: latest
+    decrypt_home: "{{ recovery_key_home }}"
+  become: true
+  become_user: tradingbot
+"""
+
+RETURN = r"""
+id:
+  description: The set verified.
+  returned: always
+  type: str
+checks:
+  description: Checks that passed, each with its name, detail and seconds.
+  returned: always
+  type: list
+  elements: dict
+failed_check:
+  description: Name of the check that failed.
+  returned: failure
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mojorust.dr.plugins.module_utils import backupset
+from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_config
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            **CONFIG_OPTIONS,
+            "decrypt_home": {"type": "path"},
+            "signers": {"type": "list", "elements": "str"},
+            "mark_bad": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    cfg = load_config(module)
+    signers = module.params["signers"] or [cfg.signing_key]
+    try:
+        chosen = backupset.resolve_set(cfg.backup_dir, module.params["backup_id"])
+    except backupset.BackupError as error:
+        module.fail_json(msg=error.message, failed_check=error.check, checks=[])
+    checks: list[dict] = []
+    try:
+        backupset.verify_set(chosen, cfg.gnupg_home, signers, module.params["decrypt_home"], checks)
+    except backupset.BackupError as error:
+        marked = False
+        if module.params["mark_bad"] and not module.check_mode:
+            with open(os.path.join(chosen.path, "BAD"), "w", encoding="utf-8") as handle:
+                handle.write(f"{error.check}: {error.message}\n")
+            marked = True
+        module.fail_json(
+            msg=f"set {chosen.id}: check '{error.check}' failed: {error.message}",
+            id=chosen.id,
+            failed_check=error.check,
+            checks=checks,
+            marked_bad=marked,
+        )
+    module.exit_json(changed=False, id=chosen.id, checks=checks, set=backupset.set_info_dict(chosen))
+
+
+if __name__ == "__main__":
+    main()
