@@ -361,6 +361,32 @@ def table_stats(conn) -> dict[str, dict]:
     return stats
 
 
+def probe_tables(cfg: Config, password: str, names: list[str]) -> dict:
+    """Read-only look at the live database: reachable or not, and each table's row count or the error reading it
+    (a dropped table, a damaged data file). Never raises for the database's state."""
+    from psycopg2 import sql
+
+    try:
+        conn = db_connect(cfg, password)
+    except Exception as error:  # unreachable is an answer of the probe, not a failure of it
+        return {"reachable": False, "error": str(error).strip(), "tables": {}}
+    tables: dict[str, dict] = {}
+    try:
+        conn.autocommit = True
+        conn.set_session(readonly=True, autocommit=True)
+        for name in names:
+            schema, _, table = name.partition(".")
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+                    tables[name] = {"rows": int(cur.fetchone()[0])}
+            except Exception as error:  # one unreadable table must not hide the others
+                tables[name] = {"error": str(error).strip().splitlines()[0]}
+    finally:
+        conn.close()
+    return {"reachable": True, "error": "", "tables": tables}
+
+
 def compare_tables(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
     """Differences between a manifest's tables and a database's, as sentences; empty when equal."""
     problems = []
@@ -842,15 +868,17 @@ def verify_set(
     signers: list[str],
     decrypt_home: str | None = None,
     checks: list[dict] | None = None,
+    found: dict | None = None,
 ) -> list[dict]:
     """The plan's checks in its order: sha256, archive, signature, decryption, every file against the manifest.
 
     The signature is checked with the public keys in keyring_home (the host's); decryption and the contents need
     decrypt_home, a keyring holding the operator's secret key, and are skipped without it. Returns the passed
     checks (appended to `checks` when given, so a caller keeps them on failure); raises BackupError naming the
-    first that failed.
+    first that failed. The decrypted manifest (no secrets in it) is put into `found` when given.
     """
     checks = [] if checks is None else checks
+    found = {} if found is None else found
 
     def run(name, function):
         started = time.monotonic()
@@ -871,6 +899,7 @@ def verify_set(
         return checks
     gnupg_home = decrypt_home
     manifest = run("decryption", lambda: decrypt_manifest(tar_path, gnupg_home))
+    found["manifest"] = manifest
     checks[-1]["detail"] = f"manifest of {manifest['id']} from {manifest['host']}"
 
     def contents():

@@ -58,6 +58,16 @@ checks:
   returned: always
   type: list
   elements: dict
+manifest:
+  description:
+    - The set's manifest (sizes, sha256, row counts and checksums per table, portfolio value, key fingerprints;
+      never a secret), when it was decrypted.
+  returned: when decrypt_home is given
+  type: dict
+set:
+  description: Where the set is, its size and sha256.
+  returned: success
+  type: dict
 failed_check:
   description: Name of the check that failed.
   returned: failure
@@ -88,8 +98,9 @@ def main() -> None:
     except backupset.BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check, checks=[])
     checks: list[dict] = []
+    found: dict = {}
     try:
-        backupset.verify_set(chosen, cfg.gnupg_home, signers, module.params["decrypt_home"], checks)
+        backupset.verify_set(chosen, cfg.gnupg_home, signers, module.params["decrypt_home"], checks, found)
     except backupset.BackupError as error:
         marked = False
         if module.params["mark_bad"] and not module.check_mode:
@@ -103,7 +114,9 @@ def main() -> None:
             checks=checks,
             marked_bad=marked,
         )
-    module.exit_json(changed=False, id=chosen.id, checks=checks, set=backupset.set_info_dict(chosen))
+    module.exit_json(
+        changed=False, id=chosen.id, checks=checks, set=backupset.set_info_dict(chosen), manifest=found.get("manifest")
+    )
 
 
 if __name__ == "__main__":
