@@ -16,6 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 export DRLAB_BASE_IMAGE = localhost/drlab-base:current
 export DRLAB_EDGE_IMAGE = localhost/drlab-edge:current
+export DRLAB_PROVISIONED_IMAGE = localhost/drlab-provisioned:current
 
 .PHONY: help setup host-packages images lab lab-down lint unit molecule test drill lock clean
 

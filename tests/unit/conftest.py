@@ -1,0 +1,103 @@
+"""Shared setup for the unit tests: the collection on sys.path, and GnuPG keyrings made once per session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+OPERATOR_UID = "MojoRust DR operator <operator@example.test>"
+HOST_UID = "mojorust backup signing key (unit)"
+STRANGER_UID = "Somebody Else <stranger@example.test>"
+OTHER_OPERATOR_UID = "Another operator <other@example.test>"
+
+
+def gpg(home: Path | str, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run gpg on one home in batch mode; raises with gpg's stderr when it fails."""
+    result = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--no-tty", *args], input=data, capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"gpg {' '.join(args)} failed: {result.stderr.decode(errors='replace')}")
+    return result
+
+
+def _new_home(path: Path) -> Path:
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _generate(home: Path, uid: str, encryption_subkey: bool) -> str:
+    """A passphrase-less ed25519 signing key (plus a cv25519 encryption subkey if asked); its fingerprint."""
+    gpg(home, "--passphrase", "", "--quick-generate-key", uid, "ed25519", "sign", "never")
+    fpr = primary_fingerprint(home, uid)
+    if encryption_subkey:
+        gpg(home, "--passphrase", "", "--quick-add-key", fpr, "cv25519", "encr", "never")
+    return fpr
+
+
+def primary_fingerprint(home: Path, uid: str) -> str:
+    out = gpg(home, "--with-colons", "--list-keys", uid).stdout.decode()
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+
+
+def export_public(home: Path, fpr: str) -> bytes:
+    return gpg(home, "--armor", "--export", fpr).stdout
+
+
+@dataclass
+class Keys:
+    """Keyrings of one test session.
+
+    operator: the operator's secret key (sign + encryption subkey) - the recovery keyring.
+    host: the host's signing secret key plus the operator's public key - the backup keyring.
+    stranger: a signing key nobody trusts.
+    other: a secret key of another operator (sign + encryption subkey) that cannot decrypt the sets.
+    """
+
+    operator_home: Path
+    operator_fpr: str
+    host_home: Path
+    host_fpr: str
+    stranger_home: Path
+    stranger_fpr: str
+    other_home: Path
+    other_fpr: str
+    operator_uid: str = OPERATOR_UID
+    host_uid: str = HOST_UID
+
+    @staticmethod
+    def gpg(home: Path | str, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
+        return gpg(home, *args, data=data)
+
+
+@pytest.fixture(scope="session")
+def gpg_keys(tmp_path_factory) -> Keys:
+    if not (shutil.which("gpg") and shutil.which("zstd")):
+        pytest.skip("gpg and zstd are needed for the backup set tests")
+    base = tmp_path_factory.mktemp("gpg")
+    homes = [_new_home(base / name) for name in ("operator", "host", "stranger", "other")]
+    operator, host, stranger, other = homes
+    keys = Keys(
+        operator_home=operator,
+        operator_fpr=_generate(operator, OPERATOR_UID, encryption_subkey=True),
+        host_home=host,
+        host_fpr=_generate(host, HOST_UID, encryption_subkey=False),
+        stranger_home=stranger,
+        stranger_fpr=_generate(stranger, STRANGER_UID, encryption_subkey=False),
+        other_home=other,
+        other_fpr=_generate(other, OTHER_OPERATOR_UID, encryption_subkey=True),
+    )
+    # The host encrypts to the operator: the operator's public key is in the host's keyring.
+    gpg(host, "--import", data=export_public(operator, keys.operator_fpr))
+    yield keys
+    for home in homes:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)

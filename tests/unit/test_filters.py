@@ -1,0 +1,280 @@
+"""Unit tests for the collection's filters: to_toml, phase_durations, portfolio_drift."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import tomllib
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.mojorust.dr.plugins.filter import phase_durations as phase_plugin
+from ansible_collections.mojorust.dr.plugins.filter import portfolio_drift as drift_plugin
+from ansible_collections.mojorust.dr.plugins.filter import to_toml as toml_plugin
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+to_toml = toml_plugin.to_toml
+phase_durations = phase_plugin.phase_durations
+portfolio_drift = drift_plugin.portfolio_drift
+
+
+def test_filter_modules_register_their_filters():
+    assert toml_plugin.FilterModule().filters() == {"to_toml": to_toml}
+    assert phase_plugin.FilterModule().filters() == {"phase_durations": phase_durations}
+    assert drift_plugin.FilterModule().filters() == {"portfolio_drift": portfolio_drift}
+
+
+# --------------------------------------------------------------------------------------------------- to_toml
+TRADING = {
+    "bot": {"name": "mojorust", "mode": "paper", "trade_interval_seconds": 1.0, "dry_run": False},
+    "database": {"host": "localhost", "port": 5432},
+    "apis": {"endpoints": ["http://edge:8080/helius", "http://edge:8080/jupiter"]},
+    "risk": {"max_open_positions": 3, "limits": {"daily_loss": 0.05, "per_trade": 1e-3}},
+    "strategies": [{"name": "momentum", "weight": 0.6}, {"name": "mean revert", "weight": 0.4}],
+    "version": 3,
+}
+
+
+def test_to_toml_round_trips_a_configuration():
+    text = to_toml(TRADING)
+    assert text.endswith("\n")
+    assert tomllib.loads(text) == TRADING
+
+
+def test_to_toml_layout_scalars_first_then_tables():
+    text = to_toml({"bot": {"name": "x", "sub": {"a": 1}}, "top": True})
+    assert text == 'top = true\n\n[bot]\nname = "x"\n\n[bot.sub]\na = 1\n'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'quote " inside',
+        "back\\slash",
+        "new\nline",
+        "tab\tand\rreturn",
+        "\x00\x01\x1f control",
+        "unicode é ✓ 日本",
+        "'single'",
+        '"""triple"""',
+        "#not a comment",
+        "",
+    ],
+)
+def test_to_toml_escapes_strings(value):
+    data = {"plain": value, "needs quoting": {"a.b": value, "list": [value]}}
+    assert tomllib.loads(to_toml(data)) == data
+
+
+@pytest.mark.parametrize("key", ["a.b", "with space", "", "é", 'quote"key', "x=y", "[t]"])
+def test_to_toml_quotes_keys_and_table_names(key):
+    data = {key: 1, "t": {key: {key: "deep"}}}
+    assert tomllib.loads(to_toml(data)) == data
+
+
+@pytest.mark.parametrize("value", [0.1, -0.0, 1e300, 5e-324, 1e16, 123456789.125, -2.5, 1.7976931348623157e308, 3.0])
+def test_to_toml_floats_exact(value):
+    parsed = tomllib.loads(to_toml({"f": value}))["f"]
+    assert isinstance(parsed, float)
+    assert parsed == value
+    assert math.copysign(1, parsed) == math.copysign(1, value)
+
+
+def test_to_toml_bools_ints_dates_and_empties():
+    data = {
+        "yes": True,
+        "no": False,
+        "big": 2**63 - 1,
+        "neg": -17,
+        "day": datetime.date(2026, 11, 25),
+        "at": datetime.datetime(2026, 11, 25, 2, 0, 0),
+        "at_utc": datetime.datetime(2026, 11, 25, 2, 0, 0, 500, tzinfo=datetime.UTC),
+        "empty_list": [],
+        "empty_inline": [{}],
+        "empty_table": {},
+    }
+    parsed = tomllib.loads(to_toml(data))
+    assert parsed == data
+    assert parsed["yes"] is True and type(parsed["big"]) is int
+    assert to_toml({"t": (1, 2)}) == "t = [1, 2]\n"
+
+
+def test_to_toml_empty_mapping_is_an_empty_document():
+    assert tomllib.loads(to_toml({})) == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"mode": None}, "mode"),
+        ({"bot": {"mode": None}}, "bot.mode"),
+        ({"bot": {"limits": [1, None]}}, "bot.limits[1]"),
+        ({"bot": {"strategies": [{"weight": None}]}}, "bot.strategies[0].weight"),
+        ({"ratio": math.nan}, "ratio"),
+        ({"risk": {"ratio": math.inf}}, "risk.ratio"),
+        ({"risk": {"ratio": -math.inf}}, "risk.ratio"),
+        ({"risk": {"obj": object()}}, "risk.obj"),
+    ],
+)
+def test_to_toml_refuses_what_toml_cannot_hold_naming_the_key(data, where):
+    with pytest.raises(AnsibleFilterError) as caught:
+        to_toml(data)
+    message = str(caught.value)
+    assert message.startswith("to_toml: ")
+    assert f" {where} " in message
+
+
+def test_to_toml_refuses_non_mapping_and_non_string_keys():
+    with pytest.raises(AnsibleFilterError, match="expects a mapping, got list"):
+        to_toml([1, 2])
+    with pytest.raises(AnsibleFilterError, match="key 1 at top level is not a string"):
+        to_toml({1: "x"})
+    with pytest.raises(AnsibleFilterError, match="key 2 at bot is not a string"):
+        to_toml({"bot": {2: "x"}})
+
+
+# Three known bugs are kept out of the property (each has its xfail test below): DEL (U+007F) in values,
+# characters beyond the BMP in keys, and keys that end with a newline.
+TEXT = st.text(st.characters(exclude_characters="\x7f", exclude_categories=["Cs"]), max_size=12)
+KEYS = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"]), max_size=8).filter(
+    lambda key: not key.endswith("\n")
+)
+SCALARS = (
+    st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT
+    | st.dates()
+    | st.datetimes()
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+DOCUMENTS = st.recursive(
+    st.dictionaries(KEYS, VALUES, max_size=5),
+    lambda tables: st.dictionaries(KEYS, tables | VALUES, max_size=4),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(DOCUMENTS)
+def test_to_toml_round_trip_property(document):
+    assert tomllib.loads(to_toml(document)) == document
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: to_toml writes U+007F (DEL) raw inside a basic string; TOML forbids it, tomllib rejects the file",
+)
+def test_to_toml_escapes_delete_character():
+    data = {"token": "a\x7fb"}
+    assert tomllib.loads(to_toml(data)) == data
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: to_toml quotes keys with json.dumps(ensure_ascii=True), which writes a character beyond the BMP "
+    "as a surrogate pair (\\ud83d\\ude80); TOML forbids escaped surrogates, tomllib rejects the file",
+)
+def test_to_toml_quotes_keys_beyond_the_bmp():
+    data = {"\U0001f680 rocket": 1, "t": {"\U0001f680": {"x": 2}}}
+    assert tomllib.loads(to_toml(data)) == data
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _BARE_KEY uses `$`, which also matches before a final newline, so the key 'port\\n' is written "
+    "bare and the document does not parse",
+)
+@pytest.mark.parametrize("value", [1, {"a": 1}])
+def test_to_toml_quotes_a_key_ending_with_a_newline(value):
+    data = {"port\n": value}
+    assert tomllib.loads(to_toml(data)) == data
+
+
+# ------------------------------------------------------------------------------------------- phase_durations
+def test_phase_durations_documented_example():
+    assert phase_durations([{"phase": "start", "at": 0}, {"phase": "verify", "at": 1.5}]) == {"verify": 1.5}
+
+
+def test_phase_durations_each_phase_from_the_mark_before():
+    marks = [
+        {"phase": "start", "at": 1000.0},
+        {"phase": "verify", "at": 1002.5},
+        {"phase": "restore", "at": 1010.0},
+        {"phase": "health", "at": "1010.333"},
+    ]
+    result = phase_durations(marks)
+    assert result == {"verify": 2.5, "restore": 7.5, "health": 0.33}
+    assert list(result) == ["verify", "restore", "health"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=10))
+def test_phase_durations_sum_to_the_elapsed_time(steps):
+    marks = [{"phase": "start", "at": 0.0}]
+    for index, step in enumerate(steps):
+        marks.append({"phase": f"p{index}", "at": marks[-1]["at"] + step})
+    result = phase_durations(marks)
+    assert list(result) == [f"p{i}" for i in range(len(steps))]
+    assert math.isclose(sum(result.values()), marks[-1]["at"], abs_tol=0.005 * len(steps) + 1e-6)
+
+
+@pytest.mark.parametrize("marks", [[], [{"phase": "start", "at": 5}]])
+def test_phase_durations_without_a_second_mark_is_empty(marks):
+    assert phase_durations(marks) == {}
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [
+        [{"phase": "start"}],
+        [{"at": 1}],
+        [{"phase": "start", "at": "soon"}],
+        [{"phase": "start", "at": None}],
+        ["start"],
+        None,
+    ],
+)
+def test_phase_durations_bad_marks_raise_filter_error(marks):
+    with pytest.raises(AnsibleFilterError, match="each mark needs 'phase' and a numeric 'at'"):
+        phase_durations(marks)
+
+
+# ------------------------------------------------------------------------------------------- portfolio_drift
+def test_portfolio_drift_documented_example():
+    assert portfolio_drift({"bot": 10100, "state file": 10000}, 10000, 0.005) == [
+        "bot differs from the reference by 1.00% (10100.0 vs 10000.0)"
+    ]
+
+
+def test_portfolio_drift_tolerance_is_inclusive_and_defaults_to_one_percent():
+    assert portfolio_drift({"bot": 10100}, 10000) == []  # exactly 1%: not reported
+    assert portfolio_drift({"bot": 10101}, 10000) == ["bot differs from the reference by 1.01% (10101.0 vs 10000.0)"]
+    assert portfolio_drift({"low": 9899}, "10000", "0.01") == [
+        "low differs from the reference by 1.01% (9899.0 vs 10000.0)"
+    ]
+
+
+def test_portfolio_drift_skips_missing_and_reads_numeric_strings():
+    values = {"none": None, "empty": "", "string": "10500.5", "same": "10000"}
+    assert portfolio_drift(values, 10000.0, 0.01) == ["string differs from the reference by 5.00% (10500.5 vs 10000.0)"]
+
+
+def test_portfolio_drift_zero_reference():
+    assert portfolio_drift({"a": 0, "b": 0.0}, 0) == []
+    assert portfolio_drift({"a": 5}, 0) == ["a differs from the reference by inf% (5.0 vs 0.0)"]
+
+
+def test_portfolio_drift_negative_reference_uses_its_magnitude():
+    assert portfolio_drift({"a": -110}, -100, 0.05) == ["a differs from the reference by 10.00% (-110.0 vs -100.0)"]
+    assert portfolio_drift({"a": -101}, -100, 0.05) == []
+
+
+def test_portfolio_drift_keeps_the_order_of_the_values():
+    result = portfolio_drift({"z": 1, "a": 2, "m": 100}, 100, 0.0)
+    assert [line.split(" ", 1)[0] for line in result] == ["z", "a"]

@@ -1,0 +1,163 @@
+"""Unit tests for the pure logic inside the modules: gpg_key.parse_colons, bot_health, db_probe.drift."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.mojorust.dr.plugins.modules import bot_health, db_probe, gpg_key
+
+parse_colons = gpg_key.parse_colons
+
+
+# ------------------------------------------------------------------------------------------- parse_colons
+def _colons(keys, home, *args: str) -> str:
+    return keys.gpg(home, "--with-colons", *args).stdout.decode()
+
+
+def _subkey_fingerprints(text: str) -> list[str]:
+    lines = text.splitlines()
+    return [
+        lines[i + 1].split(":")[9]
+        for i, line in enumerate(lines[:-1])
+        if line.startswith(("sub:", "ssb:")) and lines[i + 1].startswith("fpr:")
+    ]
+
+
+def test_parse_colons_public_key_takes_the_primary_fingerprint(gpg_keys):
+    text = _colons(gpg_keys, gpg_keys.operator_home, "--list-keys")
+    subkeys = _subkey_fingerprints(text)
+    assert len(subkeys) == 1  # the encryption subkey, whose fpr line comes after the primary's
+    expected = {"fingerprint": gpg_keys.operator_fpr, "uids": [gpg_keys.operator_uid], "secret": False}
+    assert parse_colons(text) == [expected]
+    assert subkeys[0] != gpg_keys.operator_fpr
+
+
+def test_parse_colons_secret_keys_are_marked_secret(gpg_keys):
+    text = _colons(gpg_keys, gpg_keys.operator_home, "--list-secret-keys")
+    expected = {"fingerprint": gpg_keys.operator_fpr, "uids": [gpg_keys.operator_uid], "secret": True}
+    assert parse_colons(text) == [expected]
+
+
+def test_parse_colons_several_keys_in_keyring_order(gpg_keys):
+    keys = parse_colons(_colons(gpg_keys, gpg_keys.host_home, "--list-keys"))
+    assert [(k["fingerprint"], k["uids"], k["secret"]) for k in keys] == [
+        (gpg_keys.host_fpr, [gpg_keys.host_uid], False),
+        (gpg_keys.operator_fpr, [gpg_keys.operator_uid], False),
+    ]
+    secret = parse_colons(_colons(gpg_keys, gpg_keys.host_home, "--list-secret-keys"))
+    assert [(k["fingerprint"], k["secret"]) for k in secret] == [(gpg_keys.host_fpr, True)]
+
+
+def test_parse_colons_of_an_armored_key_shown_before_import(gpg_keys):
+    armored = gpg_keys.gpg(gpg_keys.operator_home, "--armor", "--export", gpg_keys.operator_fpr).stdout
+    out = gpg_keys.gpg(
+        gpg_keys.stranger_home, "--with-colons", "--import-options", "show-only", "--import", data=armored
+    ).stdout.decode()
+    keys = parse_colons(out)
+    assert [k["fingerprint"] for k in keys] == [gpg_keys.operator_fpr]
+    assert keys[0]["uids"] == [gpg_keys.operator_uid]
+    assert keys[0]["secret"] is False
+
+
+def test_parse_colons_fingerprint_upper_case_and_several_uids():
+    text = "\n".join(
+        [
+            "tru::1:1700000000:0:3:1:5",
+            "pub:u:255:22:AAAA1111BBBB2222:1700000000:::u:::scESC:::::ed25519:::0:",
+            "fpr:::::::::aaaa1111bbbb2222cccc3333dddd4444eeee5555:",
+            "uid:u::::1700000000::HASH1::First <first@example.test>::::::::::0:",
+            "uid:u::::1700000000::HASH2::Second <second@example.test>::::::::::0:",
+            "sub:u:255:18:FFFF6666AAAA7777:1700000000::::::e:::::cv25519::",
+            "fpr:::::::::ffff6666aaaa7777bbbb8888cccc9999dddd0000:",
+        ]
+    )
+    assert parse_colons(text) == [
+        {
+            "fingerprint": "AAAA1111BBBB2222CCCC3333DDDD4444EEEE5555",
+            "uids": ["First <first@example.test>", "Second <second@example.test>"],
+            "secret": False,
+        }
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "tru::1:1700000000:0:3:1:5\n", "fpr:::::::::ABCD:\nuid:::::::::x:\n"])
+def test_parse_colons_without_keys_is_empty(text):
+    assert parse_colons(text) == []
+
+
+# ---------------------------------------------------------------------------------------------- bot_health
+@pytest.mark.parametrize(
+    ("status", "body", "healthy"),
+    [
+        (200, {"db_ok": True}, True),
+        (200, {"db_ok": True, "last_trade_id": 5}, True),
+        (200, {"db_ok": False}, False),
+        (200, {}, False),
+        (200, {"db_ok": None}, False),
+        (503, {"db_ok": True}, False),
+        (None, {}, False),
+        (204, {"db_ok": True}, False),
+    ],
+)
+def test_is_healthy(status, body, healthy):
+    assert bot_health.is_healthy(status, body) is healthy
+
+
+@pytest.mark.parametrize(
+    ("first_id", "body", "advanced"),
+    [
+        (10, {"last_trade_id": 11}, True),
+        (10, {"last_trade_id": 10}, False),
+        (10, {"last_trade_id": 9}, False),
+        (10, {}, False),
+        (10, {"last_trade_id": None}, False),
+        (None, {"last_trade_id": 1}, True),  # no trade at the first healthy answer, one since
+        (None, {"last_trade_id": 0}, True),
+        (None, {}, False),
+        (0, {"last_trade_id": 1}, True),
+    ],
+)
+def test_trading_advanced(first_id, body, advanced):
+    assert bot_health.trading_advanced(first_id, body) is advanced
+
+
+# ------------------------------------------------------------------------------------------------ db_probe
+EXPECTED = {
+    "public.trades": {"rows": 120, "checksum": "1"},
+    "public.positions": {"rows": 3, "checksum": "2"},
+    "public.orders": {"rows": 40, "checksum": "3"},
+}
+
+
+def test_drift_none_when_every_count_matches():
+    probe = {"reachable": True, "error": "", "tables": {n: {"rows": r["rows"]} for n, r in EXPECTED.items()}}
+    assert db_probe.drift(EXPECTED, probe) == []
+
+
+def test_drift_unreachable_database_is_one_sentence():
+    probe = {"reachable": False, "error": "connection refused", "tables": {}}
+    assert db_probe.drift(EXPECTED, probe) == ["database unreachable: connection refused"]
+
+
+def test_drift_row_deltas_and_unreadable_tables_sorted_by_name():
+    probe = {
+        "reachable": True,
+        "error": "",
+        "tables": {
+            "public.trades": {"rows": 117},
+            "public.positions": {"error": 'relation "public.positions" does not exist'},
+            "public.orders": {"rows": 41},
+            "public.extra": {"rows": 9},  # not in the manifest: not drift
+        },
+    }
+    assert db_probe.drift(EXPECTED, probe) == [
+        "public.orders: 41 rows, the set 40 (+1)",
+        'public.positions: unreadable (relation "public.positions" does not exist)',
+        "public.trades: 117 rows, the set 120 (-3)",
+    ]
+
+
+def test_drift_empty_table_against_the_set():
+    probe = {"reachable": True, "error": "", "tables": {n: {"rows": 0} for n in EXPECTED}}
+    assert db_probe.drift({"public.trades": EXPECTED["public.trades"]}, probe) == [
+        "public.trades: 0 rows, the set 120 (-120)"
+    ]
