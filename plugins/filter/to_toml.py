@@ -40,13 +40,18 @@ _value:
   type: string
 """
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _string(text: str) -> str:
+    # A TOML basic string: JSON's escapes are TOML's, except that TOML also forbids a raw DEL.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _key(name: object, path: str) -> str:
     if not isinstance(name, str):
         raise AnsibleFilterError(f"to_toml: key {name!r} at {path or 'top level'} is not a string")
-    return name if _BARE_KEY.match(name) else json.dumps(name)
+    return name if _BARE_KEY.fullmatch(name) else _string(name)
 
 
 def _value(value: object, path: str) -> str:
@@ -60,7 +65,7 @@ def _value(value: object, path: str) -> str:
             raise AnsibleFilterError(f"to_toml: {path} is {value}, which a configuration cannot hold")
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _string(value)
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
     if isinstance(value, Mapping):

@@ -199,7 +199,11 @@ def resolve_set(backup_dir: str, backup_id: str) -> SetInfo:
     for candidate in sets:
         if candidate.id == backup_id:
             return candidate
-    available = ", ".join(s.id for s in sets[-10:]) or "none"
+    if not sets:
+        raise BackupError(
+            "select", f"no backup set {backup_id!r}: {backup_dir} holds no sets; run playbooks/backup.yml"
+        )
+    available = ", ".join(s.id for s in sets[-10:])
     raise BackupError("select", f"no backup set {backup_id!r} in {backup_dir}; the newest are: {available}")
 
 
@@ -465,11 +469,15 @@ def _files_to_pack(cfg: Config, now: datetime) -> list[tuple[str, str]]:
 
 def _pack_files(members, out_path: str, cfg: Config) -> list[dict]:
     """tar | zstd | gpg of the files, streamed; their size, mode and sha256 for the manifest."""
-    pipeline = Pipeline(
-        [["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"], gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, "-")],
-        stdin=subprocess.PIPE,
-        stdout=open(out_path, "wb"),  # noqa: SIM115 - handed to the last process
-    )
+    with open(out_path, "wb") as out:
+        pipeline = Pipeline(
+            [
+                ["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"],
+                gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, "-"),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=out,
+        )
     records = []
     try:
         with tarfile.open(fileobj=pipeline.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -643,7 +651,14 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
     try:
         env = read_env(cfg.env_file)
         password = env.get("DB_PASSWORD", "")
-        conn = db_connect(cfg, password)
+        try:
+            conn = db_connect(cfg, password)
+        except Exception as error:  # psycopg2.Error, kept lazy so the module imports without psycopg2
+            raise BackupError(
+                "database",
+                f"cannot connect to {cfg.db_name} at {cfg.db_host}:{cfg.db_port} as {cfg.db_user} "
+                f"({str(error).strip()}); check that PostgreSQL is up and DB_PASSWORD in .env is right",
+            ) from None
         try:
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with conn.cursor() as cur:
@@ -657,8 +672,16 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
             )
             dumper.start()
             # Row counts and checksums in the same snapshot as the dump, while it runs.
-            tables = table_stats(conn)
-            dumper.join()
+            try:
+                tables = table_stats(conn)
+            except Exception as error:  # psycopg2.Error: a table that cannot be read makes no good set
+                raise BackupError(
+                    "database",
+                    f"cannot read every table of {cfg.db_name} ({str(error).strip()}); the database "
+                    "may be damaged: restore it (playbooks/db_restore.yml) instead of backing it up",
+                ) from None
+            finally:
+                dumper.join()
         finally:
             conn.close()
         if "error" in dump_result:
@@ -802,13 +825,17 @@ def check_archive(tar_path: str) -> list[str]:
         with tarfile.open(tar_path, "r:") as tar:
             members = tar.getmembers()
     except (tarfile.TarError, OSError) as error:
-        raise BackupError("archive", f"{os.path.basename(tar_path)} is not a readable archive ({error})") from None
+        raise BackupError(
+            "archive", f"{os.path.basename(tar_path)} is not a readable archive ({error}); use another set"
+        ) from None
     names = [m.name for m in members]
     if sorted(names) != sorted(MEMBERS):
-        raise BackupError("archive", f"the set holds {names}, expected {list(MEMBERS)}: it is incomplete")
+        raise BackupError(
+            "archive", f"the set holds {names}, expected {list(MEMBERS)}: it is incomplete; use another set"
+        )
     for member in members:
         if member.offset_data + member.size > size:
-            raise BackupError("archive", f"{member.name} is cut short: the set was truncated")
+            raise BackupError("archive", f"{member.name} is cut short: the set was truncated; use another set")
     return names
 
 
@@ -905,18 +932,20 @@ def verify_set(
     def contents():
         size, digest = _stream_digest(tar_path, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
         if (size, digest) != (manifest["database"]["size"], manifest["database"]["sha256"]):
-            raise BackupError("contents", "the database dump does not match the manifest")
+            raise BackupError("contents", "the database dump does not match the manifest; use another set")
         files = _read_files(tar_path, gnupg_home)
         expected = {f["name"]: f for f in manifest["files"]}
         for name, record in expected.items():
             data = files.get(name)
             if data is None:
-                raise BackupError("contents", f"{name} is listed in the manifest but missing from the set")
+                raise BackupError(
+                    "contents", f"{name} is listed in the manifest but missing from the set; use another set"
+                )
             if hashlib.sha256(data).hexdigest() != record["sha256"] or len(data) != record["size"]:
-                raise BackupError("contents", f"{name} does not match the manifest")
+                raise BackupError("contents", f"{name} does not match the manifest; use another set")
         extra = sorted(set(files) - set(expected))
         if extra:
-            raise BackupError("contents", f"the set holds files the manifest does not list: {extra}")
+            raise BackupError("contents", f"the set holds files the manifest does not list: {extra}; use another set")
         return f"database dump ({size} bytes) and {len(expected)} files match the manifest"
 
     run("contents", contents)
@@ -933,7 +962,7 @@ def _read_files(tar_path: str, gnupg_home: str) -> dict[str, bytes]:
                     files[member.name] = tar.extractfile(member).read()
     except tarfile.TarError as error:
         pipeline.kill()
-        raise BackupError("contents", f"the files archive is damaged ({error})") from None
+        raise BackupError("contents", f"the files archive is damaged ({error}); use another set") from None
     feeder.join()
     pipeline.wait("contents")
     return files
@@ -955,7 +984,8 @@ def restore_files(set_info: SetInfo, gnupg_home: str, dest_dir: str) -> list[dic
             raise BackupError("contents", f"refusing the unsafe path {name!r} in the set")
         path = os.path.join(dest_dir, name)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, int(record["mode"], 8))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, int(record["mode"], 8))  # also over an existing file, and whatever the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         written.append({"name": name, "size": record["size"], "sha256": record["sha256"]})
