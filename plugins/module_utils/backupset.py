@@ -334,6 +334,11 @@ TABLE_STATS_SQL = (
 )
 
 
+def pg_client_args(cfg: Config) -> list[str]:
+    """Connection options for pg_dump and pg_restore; the password travels in PGPASSWORD, never in argv."""
+    return ["--host", cfg.db_host, "--port", str(cfg.db_port), "--username", cfg.db_user, "--no-password"]
+
+
 def db_connect(cfg: Config, password: str, dbname: str | None = None):
     import psycopg2  # imported here so that the rest works where psycopg2 is missing (unit tests, list, verify)
 
@@ -509,20 +514,7 @@ def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, res
     """pg_dump -Fc -Z0 | (hash) | zstd | gpg, in a thread; fills result with size/sha256 or error."""
     env = dict(os.environ, PGPASSWORD=password)
     dump = subprocess.Popen(
-        [
-            "pg_dump",
-            "--format=custom",
-            "--compress=0",
-            f"--snapshot={snapshot}",
-            "--host",
-            cfg.db_host,
-            "--port",
-            str(cfg.db_port),
-            "--username",
-            cfg.db_user,
-            "--no-password",
-            cfg.db_name,
-        ],
+        ["pg_dump", "--format=custom", "--compress=0", f"--snapshot={snapshot}", *pg_client_args(cfg), cfg.db_name],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -1000,21 +992,7 @@ def restore_database(
     manifest = decrypt_manifest(set_info.tar, gnupg_home)
     started = time.monotonic()
     env = dict(os.environ, PGPASSWORD=password)
-    restore = [
-        "pg_restore",
-        "--no-owner",
-        "--no-acl",
-        "--exit-on-error",
-        "--host",
-        cfg.db_host,
-        "--port",
-        str(cfg.db_port),
-        "--username",
-        cfg.db_user,
-        "--no-password",
-        "--dbname",
-        target_db,
-    ]
+    restore = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", *pg_client_args(cfg), "--dbname", target_db]
     if jobs <= 1:
         pipeline, feeder = _decrypt_member(
             set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]], stdout=None
