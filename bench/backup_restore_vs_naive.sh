@@ -56,6 +56,11 @@ naive_restore=$(seconds in_prod "su tradingbot -c 'export PGPASSWORD=\$(grep ^DB
 in_prod "gpgconf --homedir /dev/shm/bench-gnupg --kill gpg-agent 2>/dev/null; rm -rf /dev/shm/bench-gnupg /home/tradingbot/naive.sql.gz.gpg;
   su postgres -c 'dropdb naive_restore'"
 
+# Leave the lab as it was: the bench table and the database db_restore.yml kept aside go.
+kept=$(grep -o "kept as trading_db_before_[0-9a-z]*" bench/.db_restore.log | head -1 | awk '{print $3}')
+in_prod "su postgres -c \"psql -q -d trading_db -c 'DROP TABLE IF EXISTS bench_accounts'\""
+[ -n "$kept" ] && in_prod "su postgres -c 'dropdb --if-exists $kept'"
+
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 cat > "bench/results-backup-restore-$stamp.json" <<JSON
 {"at": "$stamp", "cores": $(nproc), "database_bytes": $db_bytes, "rows": $rows,
