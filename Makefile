@@ -18,7 +18,7 @@ export DRLAB_BASE_IMAGE = localhost/drlab-base:current
 export DRLAB_EDGE_IMAGE = localhost/drlab-edge:current
 export DRLAB_PROVISIONED_IMAGE = localhost/drlab-provisioned:current
 
-.PHONY: help setup host-packages images lab lab-down lint unit molecule test drill lock clean
+.PHONY: help setup host-packages images lab lab-down lab-test lint unit molecule test drill lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,7 +62,10 @@ molecule: images ## every Molecule scenario
 	  echo "=== $$s passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
-test: lint unit molecule ## lint, unit tests and every Molecule scenario
+lab-test: lab ## the lab's own services: off-site S3 (persistence, checksums, object lock) and DNS updates
+	tests/lab/test_lab_services.sh
+
+test: lint unit molecule lab-test ## lint, unit tests, every Molecule scenario and the lab services' test
 
 drill: lab ## run every disaster drill against the lab and write reports/drill-<UTC>.{json,md}
 	$(BIN)/mojorust-dr drill --all

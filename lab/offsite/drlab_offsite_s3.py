@@ -34,6 +34,7 @@ import os
 import pickle
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,20 +46,24 @@ from urllib.parse import quote, unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-# moto reads these at import time: path-style buckets whatever the Host header says, and S3 only.
+# moto reads these at import time: path-style buckets whatever the Host header says; no blanket CORS headers.
 os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
 os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")
 
-from botocore.auth import HmacV1Auth  # noqa: E402
-from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app  # noqa: E402
-from moto.s3.models import FakeKey, s3_backends  # noqa: E402
-from moto.s3.responses import S3Response  # noqa: E402
-from moto.s3.utils import compute_checksum  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
-from werkzeug.wsgi import get_input_stream  # noqa: E402
+from botocore.auth import HmacV1Auth
+from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+from moto.s3.exceptions import InvalidBucketState
+from moto.s3.models import FakeKey, S3Backend, s3_backends
+from moto.s3.responses import S3Response
+from moto.s3.utils import compute_checksum
+from werkzeug.serving import make_server
+from werkzeug.wsgi import get_input_stream
 
+# Lab-only credentials, the defaults (see README.md); never use them for anything real.
 LAB_ACCESS_KEY = "AKIADRLABOFFSITE0001"
-LAB_SECRET_KEY = "drlab-offsite-lab-only-secret-key-000001"  # noqa: S105 (lab-only, documented)
+LAB_SECRET_KEY = "drlab-offsite-lab-only-secret-key-000001"
+NO_SUCH_KEY_ID = "The AWS Access Key Id you provided does not exist in our records."
+SKEWED = "The difference between the request time and the current time is too large."
 STATE_FILE = "state.pickle"
 STATE_VERSION = 1
 MUTATING = frozenset({"PUT", "POST", "DELETE", "PATCH"})
@@ -175,6 +180,8 @@ class Store:
                 path.unlink(missing_ok=True)
 
     def load(self) -> None:
+        for leftover in [*self.data_dir.glob(".*.tmp"), *self.blob_dir.glob("*/.*.tmp")]:
+            leftover.unlink()  # a write that a crash cut short; the state never referred to it
         path = self.data_dir / STATE_FILE
         if not path.exists():
             LOG.info("no saved state in %s: starting empty", self.data_dir)
@@ -234,8 +241,8 @@ def _exact_algorithms() -> set[str]:
 
 
 EXACT_ALGORITHMS = _exact_algorithms()
-_upload_part, _list_parts, _key_response_get = S3Response.upload_part, S3Response.list_parts, S3Response._key_response_get
-_head_object = S3Response.head_object
+_upload_part, _list_parts = S3Response.upload_part, S3Response.list_parts
+_key_response_get, _head_object = S3Response._key_response_get, S3Response.head_object
 
 
 def _upload_part_keeps_checksum(self: S3Response):
@@ -301,6 +308,27 @@ def _head_object_composite_checksum(self: S3Response, bucket_name: str, query: d
     return status, response_headers, body
 
 
+def _put_object_lock_configuration(
+    self: S3Backend,
+    bucket_name: str,
+    lock_enabled: bool,
+    mode: str | None = None,
+    days: int | None = None,
+    years: int | None = None,
+) -> None:
+    """PutObjectLockConfiguration on a bucket that holds objects (moto wants it empty; S3 does not)."""
+    bucket = self.get_bucket(bucket_name)
+    if not bucket.is_versioned:
+        raise InvalidBucketState("Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration")
+    if lock_enabled:
+        bucket.object_lock_enabled = True
+        bucket.versioning_status = "Enabled"
+    bucket.default_lock_mode = mode
+    bucket.default_lock_days = days
+    bucket.default_lock_years = years
+
+
+S3Backend.put_object_lock_configuration = _put_object_lock_configuration
 S3Response.head_object = _head_object_composite_checksum
 S3Response.upload_part = _upload_part_keeps_checksum
 S3Response.list_parts = _list_parts_with_checksums
@@ -423,10 +451,9 @@ class Authenticator:
         if auth:
             if not auth.startswith("AWS4-HMAC-SHA256 "):
                 raise S3Error(400, "InvalidArgument", "Unsupported Authorization Type")
-            fields = dict(
-                item.strip().partition("=")[::2] for item in auth[len("AWS4-HMAC-SHA256 ") :].split(",")
-            )
-            credential, signed, signature = fields.get("Credential"), fields.get("SignedHeaders"), fields.get("Signature")
+            fields = dict(item.strip().partition("=")[::2] for item in auth[len("AWS4-HMAC-SHA256 ") :].split(","))
+            credential, signed = fields.get("Credential"), fields.get("SignedHeaders")
+            signature = fields.get("Signature")
             amz_date = environ.get("HTTP_X_AMZ_DATE") or ""
             payload = environ.get("HTTP_X_AMZ_CONTENT_SHA256")
             if not (credential and signed and signature and amz_date):
@@ -455,7 +482,7 @@ class Authenticator:
 
         key_id, _, scope = credential.partition("/")
         if key_id != self.access_key:
-            raise S3Error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+            raise S3Error(403, "InvalidAccessKeyId", NO_SUCH_KEY_ID)
         try:
             date, region, service, terminator = scope.split("/")
         except ValueError as exc:
@@ -464,9 +491,7 @@ class Authenticator:
             raise S3Error(400, "AuthorizationHeaderMalformed", f"bad credential scope {scope!r}")
         signed_at, now = _parse_amz_date(amz_date), time.time()
         if expires is None and abs(now - signed_at) > MAX_SKEW:
-            raise S3Error(
-                403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."
-            )
+            raise S3Error(403, "RequestTimeTooSkewed", SKEWED)
         if expires is not None and not (signed_at - MAX_SKEW <= now <= signed_at + expires):
             raise S3Error(403, "AccessDenied", "Request has expired")
 
@@ -477,9 +502,7 @@ class Authenticator:
         candidates = dict.fromkeys([raw_path, _uri_encode(unquote(raw_path), safe="/-_.~")])
         for path in candidates:
             canonical = "\n".join([environ["REQUEST_METHOD"], path, query, headers, signed, payload])
-            to_sign = "\n".join(
-                ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-            )
+            to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
             expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
             if hmac.compare_digest(expected, signature):
                 return
@@ -489,7 +512,6 @@ class Authenticator:
             "The request signature we calculated does not match the signature you provided. "
             "Check your key and signing method.",
         )
-
 
     def check_v2(self, environ: dict, raw_path: str, raw_query: str, auth: str | None) -> None:
         """AWS Signature Version 2, which boto3 still uses by default for presigned S3 URLs."""
@@ -504,17 +526,16 @@ class Authenticator:
             try:
                 signed_at = parsedate_to_datetime(when).timestamp()
             except (TypeError, ValueError) as exc:
-                raise S3Error(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from exc
+                raise S3Error(403, "AccessDenied", "a valid Date or x-amz-date header is required") from exc
             if abs(time.time() - signed_at) > MAX_SKEW:
-                raise S3Error(
-                    403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."
-                )
+                raise S3Error(403, "RequestTimeTooSkewed", SKEWED)
         else:
-            key_id, signature, date = params.get("AWSAccessKeyId", ""), params.get("Signature", ""), params.get("Expires", "")
+            key_id, signature = params.get("AWSAccessKeyId", ""), params.get("Signature", "")
+            date = params.get("Expires", "")
             if not date.isdigit() or int(date) < time.time():
                 raise S3Error(403, "AccessDenied", "Request has expired")
         if key_id != self.access_key:
-            raise S3Error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+            raise S3Error(403, "InvalidAccessKeyId", NO_SUCH_KEY_ID)
         amz = {}
         for name, value in environ.items():
             if name.startswith("HTTP_X_AMZ_"):
@@ -538,7 +559,8 @@ class Authenticator:
                 resource,
             ]
         )
-        expected = base64.b64encode(hmac.new(self.secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
+        digest = hmac.new(self.secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()
+        expected = base64.b64encode(digest).decode()
         if not hmac.compare_digest(expected, signature):
             raise S3Error(
                 403,
@@ -608,11 +630,23 @@ class OffsiteApp:
         return chunks
 
 
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) that the port is open, so `systemctl restart` returns only when it is."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("DRLAB_S3_HOST", "0.0.0.0"))  # noqa: S104
+    parser.add_argument("--host", default=os.environ.get("DRLAB_S3_HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("DRLAB_S3_PORT", "9000")))
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DRLAB_S3_DATA", "/var/lib/drlab-offsite")))
+    data_dir = Path(os.environ.get("DRLAB_S3_DATA", "/var/lib/drlab-offsite"))
+    parser.add_argument("--data-dir", type=Path, default=data_dir)
     parser.add_argument("--access-key", default=os.environ.get("DRLAB_S3_ACCESS_KEY", LAB_ACCESS_KEY))
     parser.add_argument("--secret-key", default=os.environ.get("DRLAB_S3_SECRET_KEY", LAB_SECRET_KEY))
     args = parser.parse_args(argv)
@@ -630,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     LOG.info("serving S3 on http://%s:%d (data in %s)", args.host, args.port, args.data_dir)
+    sd_notify("READY=1")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     server.server_close()
