@@ -17,6 +17,7 @@ SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 export DRLAB_BASE_IMAGE = localhost/drlab-base:current
 export DRLAB_EDGE_IMAGE = localhost/drlab-edge:current
 export DRLAB_PROVISIONED_IMAGE = localhost/drlab-provisioned:current
+export DRLAB_OFFSITE_IMAGE = localhost/drlab-offsite:current
 
 .PHONY: help setup host-packages images lab lab-down lab-test lint unit molecule test drill lock clean
 

@@ -1044,12 +1044,13 @@ def restore_database(
 
 # ------------------------------------------------------------------------------------------------------ cli
 def cli_main(argv: list[str]) -> int:
-    """mojorust-backup create|list|status [--config FILE]: what the systemd timer runs on the host."""
+    """mojorust-backup create|list|status|offsite-push: what the systemd timers run on the host."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="mojorust-backup", description=cli_main.__doc__)
-    parser.add_argument("command", choices=["create", "list", "status"])
+    parser.add_argument("command", choices=["create", "list", "status", "offsite-push"])
     parser.add_argument("--config", default="/etc/mojorust-backup/config.json")
+    parser.add_argument("--offsite-config", default="/etc/mojorust-backup/offsite.json")
     parser.add_argument("--owner", default="mojorust-backup.timer", help="who started this run (shown to others)")
     args = parser.parse_args(argv)
     try:
@@ -1060,6 +1061,13 @@ def cli_main(argv: list[str]) -> int:
             print(
                 json.dumps({k: summary[k] for k in ("id", "path", "size", "sha256", "duration_seconds", "retention")})
             )
+        elif args.command == "offsite-push":
+            import offsite  # beside this file on the host, deployed by the offsite role
+
+            with open(args.offsite_config, encoding="utf-8") as handle:
+                remote = offsite.OffsiteConfig.from_dict(json.load(handle))
+            result = offsite.push_all(remote, cfg, progress=lambda m: print(m, flush=True))
+            print(json.dumps(result))
         elif args.command == "list":
             for item in list_sets(cfg.backup_dir):
                 print(f"{item.id}  {item.size:>12}  {'good' if item.good else 'BAD'}  {item.sha256[:16]}")

@@ -31,6 +31,10 @@ options:
     description: Mark a set that fails as bad (never deleted; skipped by C(latest)).
     type: bool
     default: false
+  settings:
+    description: Settings that override the I(config_file), e.g. C(backup_dir) of a set downloaded from off-site.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -88,10 +92,11 @@ def main() -> None:
             "decrypt_home": {"type": "path"},
             "signers": {"type": "list", "elements": "str"},
             "mark_bad": {"type": "bool", "default": False},
+            "settings": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
-    cfg = load_config(module)
+    cfg = load_config(module, module.params["settings"])
     signers = module.params["signers"] or [cfg.signing_key]
     try:
         chosen = backupset.resolve_set(cfg.backup_dir, module.params["backup_id"])

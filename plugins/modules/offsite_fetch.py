@@ -1,0 +1,91 @@
+#!/usr/bin/python
+"""offsite_fetch: download a backup set from S3-compatible storage."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: offsite_fetch
+short_description: Download a complete backup set (an id or the newest) from S3-compatible storage
+version_added: 0.1.0
+author: mojorust.dr maintainers
+description:
+  - Finds the set in the bucket (C(latest) is the newest complete one), downloads its four files into
+    I(dest)/<id>/ and checks each against the bucket's checksum. The set stays encrypted; verify and decrypt it
+    with M(mojorust.dr.backup_verify) or C(playbooks/offsite_verify.yml).
+  - Runs wherever the bucket is reachable: the workstation (C(offsite_verify.yml)) or a fresh host (failover).
+options:
+  bucket: {description: Bucket name., type: str, required: true}
+  prefix: {description: Key prefix of the sets., type: str, default: mojorust}
+  endpoint_url: {description: S3 endpoint (empty for AWS)., type: str, default: ""}
+  region: {description: Region., type: str, default: us-east-1}
+  access_key_id: {description: Access key with read access., type: str, default: "", no_log: true}
+  secret_access_key: {description: Its secret., type: str, default: "", no_log: true}
+  backup_id: {description: A set id or C(latest)., type: str, default: latest}
+  dest: {description: Directory the set is downloaded into (created 0700)., type: path, required: true}
+attributes:
+  check_mode:
+    support: full
+    description: Finds the set and reports it; downloads nothing.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Newest off-site set to the workstation
+  mojorust.dr.offsite_fetch:
+    bucket: mojorust-backups
+    endpoint_url: https://s3.eu-central-003.backblazeb2.com
+    access_key_id: "{{ vault_offsite_read_key_id }}"
+    secret_access_key: "{{ vault_offsite_read_key }}"
+    dest: /tmp/offsite-check
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+id: {description: The set downloaded., returned: success, type: str}
+path: {description: Its local directory., returned: success, type: str}
+size: {description: Bytes of its archive., returned: success, type: int}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "bucket": {"type": "str", "required": True},
+            "prefix": {"type": "str", "default": "mojorust"},
+            "endpoint_url": {"type": "str", "default": ""},
+            "region": {"type": "str", "default": "us-east-1"},
+            "access_key_id": {"type": "str", "default": "", "no_log": True},
+            "secret_access_key": {"type": "str", "default": "", "no_log": True},
+            "backup_id": {"type": "str", "default": "latest"},
+            "dest": {"type": "path", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    cfg = offsite.OffsiteConfig(
+        bucket=p["bucket"],
+        prefix=p["prefix"],
+        endpoint_url=p["endpoint_url"],
+        region=p["region"],
+        access_key_id=p["access_key_id"],
+        secret_access_key=p["secret_access_key"],
+    )
+    try:
+        if module.check_mode:
+            sets = offsite.remote_sets(offsite.client(cfg), cfg)
+            chosen = sets[-1].id if sets and p["backup_id"] == "latest" else p["backup_id"]
+            module.exit_json(changed=False, id=chosen, remote_sets=[s.id for s in sets])
+        got = offsite.fetch_set(cfg, p["backup_id"], p["dest"])
+    except backupset.BackupError as error:
+        module.fail_json(msg=error.message, failed_check=error.check)
+    except Exception as error:  # botocore: unreachable endpoint, denied access
+        module.fail_json(msg=f"cannot read {cfg.where()}: {type(error).__name__}: {error}; check the endpoint and keys")
+    module.exit_json(changed=True, id=got.id, path=got.path, size=got.size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+#!/usr/bin/python
+"""offsite_push: copy every new encrypted backup set to S3-compatible storage, verified."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: offsite_push
+short_description: Copy new encrypted backup sets off-site (S3, B2, GCS), verified, then apply off-site retention
+version_added: 0.1.0
+author: mojorust.dr maintainers
+description:
+  - Pushes every good local set that is not complete in the bucket yet (newest first) - only the set's four files,
+    whose database and files are encrypted - each object uploaded with a SHA-256 checksum and compared afterwards
+    with the checksum computed from the local file. An interrupted multipart upload is resumed.
+  - Transient errors (endpoint unreachable, 5xx) are retried with exponential backoff; when the attempts are used
+    up the task fails, an alert is sent, the local sets stay and nothing is deleted off-site.
+  - Then off-site retention (C(keep_days), never fewer than the newest C(min_keep) complete sets); objects an object
+    lock protects are reported, not forced.
+  - The same code as C(mojorust-backup offsite-push), run by C(mojorust-offsite.service) after each backup.
+options:
+  config_file:
+    description: The backup settings deployed by the backup role.
+    type: path
+    default: /etc/mojorust-backup/config.json
+  offsite_config_file:
+    description: The off-site settings and credentials deployed by the offsite role (0600).
+    type: path
+    default: /etc/mojorust-backup/offsite.json
+  settings:
+    description: Off-site settings that override the file for this run (for example C(attempts)).
+    type: dict
+    default: {}
+  bucket:
+    description:
+      - What the bucket should be before the push, for keys that may manage it. Omit for write-only keys.
+      - C(object_lock_days) > 0 needs a bucket created with object lock (C(create) does that) and makes every new
+        object undeletable for that many days (GOVERNANCE), so a compromised host cannot erase history.
+    type: dict
+    suboptions:
+      create: {description: Create the bucket when missing., type: bool, default: false}
+      versioning: {description: Turn versioning on., type: bool, default: false}
+      object_lock_days: {description: Default retention in days (0 = none)., type: int, default: 0}
+attributes:
+  check_mode:
+    support: full
+    description: Lists the bucket and reports the sets it would push (C(changed) if any); uploads and deletes nothing.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: New sets are off-site
+  mojorust.dr.offsite_push:
+  become: true
+  become_user: tradingbot
+"""
+
+RETURN = r"""
+pushed:
+  description: Sets uploaded in this run, with the files uploaded and their bytes.
+  returned: success
+  type: list
+  elements: dict
+remote_sets:
+  description: Complete sets in the bucket after retention, oldest first.
+  returned: success
+  type: list
+  elements: str
+deleted:
+  description: Sets removed by off-site retention.
+  returned: success
+  type: list
+  elements: str
+kept_by_object_lock:
+  description: Sets retention would have removed but the bucket's object lock protects.
+  returned: success
+  type: list
+  elements: str
+"""
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
+from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import load_config
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "config_file": {"type": "path", "default": "/etc/mojorust-backup/config.json"},
+            "offsite_config_file": {"type": "path", "default": "/etc/mojorust-backup/offsite.json"},
+            "settings": {"type": "dict", "default": {}},
+            "bucket": {
+                "type": "dict",
+                "options": {
+                    "create": {"type": "bool", "default": False},
+                    "versioning": {"type": "bool", "default": False},
+                    "object_lock_days": {"type": "int", "default": 0},
+                },
+            },
+        },
+        supports_check_mode=True,
+    )
+    backup = load_config(module)
+    try:
+        with open(module.params["offsite_config_file"], encoding="utf-8") as handle:
+            remote = offsite.OffsiteConfig.from_dict({**json.load(handle), **module.params["settings"]})
+    except OSError as error:
+        module.fail_json(msg=f"cannot read the off-site settings ({error}); run playbooks/offsite.yml first")
+    except backupset.BackupError as error:
+        module.fail_json(msg=error.message, failed_check=error.check)
+    progress: list[str] = []
+    try:
+        if module.check_mode:
+            there = {s.id for s in offsite.remote_sets(offsite.client(remote), remote)}
+            missing = [s.id for s in backupset.list_sets(backup.backup_dir) if s.good and s.id not in there]
+            module.exit_json(changed=bool(missing), would_push=missing, remote_sets=sorted(there))
+        bucket_changes = []
+        if module.params["bucket"]:
+            wanted = module.params["bucket"]
+            bucket_changes = offsite.ensure_bucket(
+                offsite.client(remote), remote, wanted["create"], wanted["versioning"], wanted["object_lock_days"]
+            )
+        result = offsite.push_all(remote, backup, progress=progress.append)
+        result["bucket_changes"] = bucket_changes
+    except backupset.BackupError as error:
+        module.fail_json(
+            msg=f"off-site push failed at {error.check}: {error.message}", failed_check=error.check, progress=progress
+        )
+    except Exception as error:  # botocore errors in check mode's listing
+        module.fail_json(msg=f"cannot list {remote.where()}: {type(error).__name__}: {error}")
+    changed = bool(result["pushed"] or result["deleted"] or result["bucket_changes"])
+    module.exit_json(changed=changed, progress=progress, **result)
+
+
+if __name__ == "__main__":
+    main()
