@@ -1,0 +1,206 @@
+"""Off-site logic without a network: checksums as S3 computes them, resumed uploads, retries, retention."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+MIB = 1 << 20
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+class FakeS3:
+    """Just enough of an S3 client: objects with SHA-256 checksums, multipart uploads, listing, deleting."""
+
+    def __init__(self, fail_first: int = 0):
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.uploads: dict[str, dict] = {}
+        self.put_parts: list[int] = []
+        self.fail_first = fail_first
+
+    def _maybe_fail(self):
+        if self.fail_first:
+            self.fail_first -= 1
+            raise EndpointConnectionError(endpoint_url="http://offsite:9000")
+
+    def head_object(self, Bucket, Key, ChecksumMode=None):
+        self._maybe_fail()
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
+        return {"ChecksumSHA256": self.objects[Key][1]}
+
+    def put_object(self, Bucket, Key, Body, ChecksumAlgorithm):
+        data = Body.read()
+        self.objects[Key] = (data, b64(hashlib.sha256(data).digest()))
+
+    def list_multipart_uploads(self, Bucket, Prefix):
+        return {"Uploads": [{"Key": u["key"], "UploadId": i, "Initiated": 0} for i, u in self.uploads.items()]}
+
+    def create_multipart_upload(self, Bucket, Key, ChecksumAlgorithm):
+        upload_id = f"u{len(self.uploads)}"
+        self.uploads[upload_id] = {"key": Key, "parts": {}}
+        return {"UploadId": upload_id}
+
+    def upload_part(self, Bucket, Key, UploadId, PartNumber, Body, ChecksumAlgorithm):
+        self.put_parts.append(PartNumber)
+        checksum = b64(hashlib.sha256(Body).digest())
+        self.uploads[UploadId]["parts"][PartNumber] = (Body, checksum)
+        return {"ETag": f'"e{PartNumber}"', "ChecksumSHA256": checksum}
+
+    def complete_multipart_upload(self, Bucket, Key, UploadId, MultipartUpload):
+        parts = self.uploads.pop(UploadId)["parts"]
+        numbers = [p["PartNumber"] for p in MultipartUpload["Parts"]]
+        data = b"".join(parts[n][0] for n in numbers)
+        composite = hashlib.sha256(b"".join(base64.b64decode(parts[n][1]) for n in numbers)).digest()
+        self.objects[Key] = (data, f"{b64(composite)}-{len(numbers)}")
+
+    def delete_objects(self, Bucket, Delete):
+        for obj in Delete["Objects"]:
+            self.objects.pop(obj["Key"], None)
+        return {}
+
+    def get_paginator(self, name):
+        fake = self
+
+        class Paginator:
+            def paginate(self, Bucket, Prefix="", Key=None, UploadId=None):
+                if name == "list_parts":
+                    parts = fake.uploads[UploadId]["parts"]
+                    yield {
+                        "Parts": [
+                            {"PartNumber": n, "ETag": f'"e{n}"', "ChecksumSHA256": c} for n, (_, c) in parts.items()
+                        ]
+                    }
+                else:
+                    fake._maybe_fail()
+                    yield {
+                        "Contents": [
+                            {"Key": k, "Size": len(v[0])}
+                            for k, v in sorted(fake.objects.items())
+                            if k.startswith(Prefix)
+                        ]
+                    }
+
+        return Paginator()
+
+
+def write_set(backup_dir, set_id: str, size: int = 1000) -> backupset.SetInfo:
+    path = os.path.join(backup_dir, set_id)
+    os.makedirs(path)
+    names = backupset.set_files(set_id)
+    with open(os.path.join(path, names["tar"]), "wb") as handle:
+        handle.write(os.urandom(size))
+    for kind in ("sha256", "sig", "summary"):
+        with open(os.path.join(path, names[kind]), "w") as handle:
+            handle.write(json.dumps({"id": set_id}) if kind == "summary" else kind)
+    return next(s for s in backupset.list_sets(backup_dir) if s.id == set_id)
+
+
+@pytest.fixture
+def cfg():
+    return offsite.OffsiteConfig(bucket="b", prefix="mojorust", part_size_mib=5, attempts=3, backoff_seconds=1)
+
+
+def test_expected_checksum_single_part_is_the_files_sha256(tmp_path):
+    data = os.urandom(3000)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert offsite.expected_checksum(str(path), 5 * MIB) == b64(hashlib.sha256(data).digest())
+
+
+def test_expected_checksum_multipart_is_s3s_composite(tmp_path):
+    data = os.urandom(11 * MIB)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    parts = [data[i : i + 5 * MIB] for i in range(0, len(data), 5 * MIB)]
+    composite = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest()
+    assert offsite.expected_checksum(str(path), 5 * MIB) == f"{b64(composite)}-3"
+
+
+def test_push_set_uploads_the_four_files_summary_last_and_verifies(tmp_path, cfg):
+    s3 = FakeS3()
+    one = write_set(str(tmp_path), "20261125T020000Z")
+    result = offsite.push_set(s3, cfg, one, lambda m: None)
+    assert result["uploaded"][-1].endswith(".json")
+    assert sorted(s3.objects) == sorted(f"mojorust/{one.id}/{n}" for n in backupset.set_files(one.id).values())
+    # A second push uploads nothing: every object is there with the right checksum.
+    assert offsite.push_set(s3, cfg, one, lambda m: None)["uploaded"] == []
+
+
+def test_an_interrupted_multipart_upload_is_resumed_keeping_good_parts(tmp_path, cfg):
+    s3 = FakeS3()
+    one = write_set(str(tmp_path), "20261125T020000Z", size=12 * MIB)
+    tar = os.path.join(one.path, backupset.set_files(one.id)["tar"])
+    key = cfg.key(one.id, os.path.basename(tar))
+    # An earlier run uploaded part 1 and died.
+    upload_id = s3.create_multipart_upload(Bucket="b", Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
+    with open(tar, "rb") as handle:
+        s3.upload_part(
+            Bucket="b", Key=key, UploadId=upload_id, PartNumber=1, Body=handle.read(5 * MIB), ChecksumAlgorithm="SHA256"
+        )
+    s3.put_parts.clear()
+    offsite.push_set(s3, cfg, one, lambda m: None)
+    assert s3.put_parts == [2, 3]
+    with open(tar, "rb") as handle:
+        assert s3.objects[key][0] == handle.read()
+    assert s3.objects[key][1] == offsite.expected_checksum(tar, cfg.part_size)
+
+
+def test_push_all_retries_transient_errors_with_backoff(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3(fail_first=2)
+    monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
+    backup = backupset.Config(backup_dir=str(tmp_path), alert_api_base="")
+    one = write_set(str(tmp_path), backupset.now_utc().strftime(backupset.ID_FORMAT))
+    waits = []
+    result = offsite.push_all(cfg, backup, sleep=waits.append)
+    assert waits == [1, 2]
+    assert result["attempts"] == 3 and [p["id"] for p in result["pushed"]] == [one.id]
+    status = json.loads((tmp_path / ".status.json").read_text())
+    assert status["offsite_last_result"] == "ok" and status["offsite_newest_id"] == one.id
+
+
+def test_push_all_gives_up_clearly_and_keeps_everything(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3(fail_first=100)
+    monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
+    backup = backupset.Config(backup_dir=str(tmp_path), alert_api_base="")
+    one = write_set(str(tmp_path), "20261125T020000Z")
+    with pytest.raises(backupset.BackupError) as failure:
+        offsite.push_all(cfg, backup, sleep=lambda s: None)
+    assert failure.value.check == "offsite"
+    assert "after 3 attempt(s)" in failure.value.message
+    assert "local sets are untouched" in failure.value.message
+    assert os.path.exists(one.tar)
+    assert json.loads((tmp_path / ".status.json").read_text())["offsite_last_result"] == "failed"
+
+
+def test_push_all_applies_retention_with_a_floor(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3()
+    monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    backup = backupset.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
+    old_dir = tmp_path / "old"
+    old_ids = [(now - timedelta(days=age)).strftime(backupset.ID_FORMAT) for age in range(100, 110)]
+    for set_id in old_ids:
+        offsite.push_set(s3, cfg, write_set(str(old_dir), set_id), lambda m: None)
+    newest = write_set(backup.backup_dir, now.strftime(backupset.ID_FORMAT))
+    result = offsite.push_all(cfg, backup, now=now, sleep=lambda s: None)
+    # The new set plus the six newest old ones stay (floor 7); the other old ones (> 90 days) go.
+    assert sorted(result["deleted"]) == sorted(old_ids[6:])
+    assert result["remote_sets"] == sorted([*old_ids[:6], newest.id])
+
+
+def test_offsite_config_rejects_unknown_settings_and_needs_a_bucket():
+    with pytest.raises(backupset.BackupError, match="unknown off-site setting"):
+        offsite.OffsiteConfig.from_dict({"bucket": "b", "endpoint": "typo"})
+    with pytest.raises(backupset.BackupError, match="no off-site bucket"):
+        offsite.OffsiteConfig.from_dict({"bucket": ""})
