@@ -55,6 +55,8 @@ class OffsiteConfig:
             )
         if not data.get("bucket"):
             raise BackupError("config", "no off-site bucket: set offsite_bucket")
+        if int(data.get("attempts", 1)) < 1:
+            raise BackupError("config", "off-site attempts must be 1 or more")
         return cls(**data)
 
     @property
@@ -310,8 +312,9 @@ def push_all(
                 },
             )
             return result
-        except BackupError:
-            raise
+        except BackupError as error:  # a copy that does not verify: report it like any failed run, no retry
+            last_error = error
+            break
         except Exception as error:  # boto3/botocore errors: transient ones are retried, others end the run
             last_error = error
             if not _transient(error) or attempt == cfg.attempts:
@@ -319,15 +322,17 @@ def push_all(
             wait = cfg.backoff_seconds * 2 ** (attempt - 1)
             progress(f"attempt {attempt} failed ({type(error).__name__}); retrying in {wait:.0f} s")
             sleep(wait)
+    reason = last_error.message if isinstance(last_error, BackupError) else f"{type(last_error).__name__}: {last_error}"
     message = (
-        f"off-site push to {cfg.where()} failed after {attempt} attempt(s): {type(last_error).__name__}: {last_error}. "
+        f"off-site push to {cfg.where()} failed after {attempt} attempt(s): {reason}. "
         "The local sets are untouched and nothing was deleted off-site; the next run pushes what is missing"
     )
     backupset._write_status(
         backup, {"offsite_last_run_at": now.isoformat(), "offsite_last_result": "failed", "offsite_last_error": message}
     )
     note = backupset.send_alert(backup, f"OFF-SITE PUSH FAILED on {backup.host}: {message}")
-    raise BackupError("offsite", message + (f" ({note})" if note else ""))
+    check = last_error.check if isinstance(last_error, BackupError) else "offsite"
+    raise BackupError(check, message + (f" ({note})" if note else ""))
 
 
 # --------------------------------------------------------------------------------------------------- fetch
