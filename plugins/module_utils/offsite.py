@@ -184,12 +184,16 @@ def upload(s3, cfg: OffsiteConfig, path: str, key: str, progress) -> None:
 def _resumable_upload(s3, cfg: OffsiteConfig, key: str) -> tuple[str, dict]:
     """An unfinished upload of this key to resume (with its parts), or a new one."""
     uploads = s3.list_multipart_uploads(Bucket=cfg.bucket, Prefix=key).get("Uploads", [])
-    for candidate in sorted((u for u in uploads if u["Key"] == key), key=lambda u: u["Initiated"], reverse=True):
+    mine = sorted((u for u in uploads if u["Key"] == key), key=lambda u: u["Initiated"], reverse=True)
+    # Older abandoned uploads of this key are aborted: the provider bills their parts until then.
+    for stale in mine[1:]:
+        s3.abort_multipart_upload(Bucket=cfg.bucket, Key=key, UploadId=stale["UploadId"])
+    if mine:
         done = {}
-        for page in s3.get_paginator("list_parts").paginate(Bucket=cfg.bucket, Key=key, UploadId=candidate["UploadId"]):
+        for page in s3.get_paginator("list_parts").paginate(Bucket=cfg.bucket, Key=key, UploadId=mine[0]["UploadId"]):
             for part in page.get("Parts", []):
                 done[part["PartNumber"]] = part
-        return candidate["UploadId"], done
+        return mine[0]["UploadId"], done
     created = s3.create_multipart_upload(Bucket=cfg.bucket, Key=key, ChecksumAlgorithm="SHA256")
     return created["UploadId"], {}
 

@@ -44,7 +44,14 @@ class FakeS3:
         self.objects[Key] = (data, b64(hashlib.sha256(data).digest()))
 
     def list_multipart_uploads(self, Bucket, Prefix):
-        return {"Uploads": [{"Key": u["key"], "UploadId": i, "Initiated": 0} for i, u in self.uploads.items()]}
+        return {
+            "Uploads": [
+                {"Key": u["key"], "UploadId": i, "Initiated": n} for n, (i, u) in enumerate(self.uploads.items())
+            ]
+        }
+
+    def abort_multipart_upload(self, Bucket, Key, UploadId):
+        self.uploads.pop(UploadId)
 
     def create_multipart_upload(self, Bucket, Key, ChecksumAlgorithm):
         upload_id = f"u{len(self.uploads)}"
@@ -148,9 +155,13 @@ def test_an_interrupted_multipart_upload_is_resumed_keeping_good_parts(tmp_path,
         s3.upload_part(
             Bucket="b", Key=key, UploadId=upload_id, PartNumber=1, Body=handle.read(5 * MIB), ChecksumAlgorithm="SHA256"
         )
+    # An even older, abandoned upload of the same key is aborted, not kept billing.
+    stale = s3.create_multipart_upload(Bucket="b", Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
+    s3.uploads = {stale: s3.uploads.pop(stale), **s3.uploads}
     s3.put_parts.clear()
     offsite.push_set(s3, cfg, one, lambda m: None)
     assert s3.put_parts == [2, 3]
+    assert s3.uploads == {}
     with open(tar, "rb") as handle:
         assert s3.objects[key][0] == handle.read()
     assert s3.objects[key][1] == offsite.expected_checksum(tar, cfg.part_size)
