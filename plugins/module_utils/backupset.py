@@ -85,11 +85,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict) -> Config:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BackupError("config", f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "setting")
+
+
+def settings_from_dict(cls, data: dict, what: str):
+    """A settings dataclass from a mapping; a key it does not know (a typo) is an error naming it."""
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BackupError("config", f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**data)
 
 
 def read_env(path: str) -> dict[str, str]:

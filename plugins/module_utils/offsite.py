@@ -47,17 +47,11 @@ class OffsiteConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> OffsiteConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BackupError(
-                "config", f"unknown off-site setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
         if not data.get("bucket"):
             raise BackupError("config", "no off-site bucket: set offsite_bucket")
         if int(data.get("attempts", 1)) < 1:
             raise BackupError("config", "off-site attempts must be 1 or more")
-        return cls(**data)
+        return backupset.settings_from_dict(cls, data, "off-site setting")
 
     @property
     def part_size(self) -> int:

@@ -81,8 +81,11 @@ class Keys:
 
 @pytest.fixture(scope="session")
 def gpg_keys(tmp_path_factory) -> Keys:
-    if not (shutil.which("gpg") and shutil.which("zstd")):
-        pytest.skip("gpg and zstd are needed for the backup set tests")
+    missing = [tool for tool in ("gpg", "zstd") if not shutil.which(tool)]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not installed: run `make setup` (lab/bin/install-host-packages installs them)"
+        )
     base = tmp_path_factory.mktemp("gpg")
     homes = [_new_home(base / name) for name in ("operator", "host", "stranger", "other")]
     operator, host, stranger, other = homes
