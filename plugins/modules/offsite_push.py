@@ -27,7 +27,7 @@ options:
     type: path
     default: /etc/mojorust-backup/offsite.json
   settings:
-    description: Off-site settings that override the file for this run (for example C(attempts)).
+    description: Off-site settings that override the file for this run (for example C(attempts)); never logged.
     type: dict
     default: {}
   bucket:
@@ -90,7 +90,8 @@ def main() -> None:
         argument_spec={
             "config_file": {"type": "path", "default": "/etc/mojorust-backup/config.json"},
             "offsite_config_file": {"type": "path", "default": "/etc/mojorust-backup/offsite.json"},
-            "settings": {"type": "dict", "default": {}},
+            # may carry off-site keys: never logged
+            "settings": {"type": "dict", "default": {}, "no_log": True},
             "bucket": {
                 "type": "dict",
                 "options": {
