@@ -27,7 +27,9 @@ options:
     type: path
     default: /etc/mojorust-backup/offsite.json
   settings:
-    description: Off-site settings that override the file for this run (for example C(attempts)); never logged.
+    description:
+      - Off-site settings that override the file for this run (for example C(attempts)). The keys are refused here:
+        they come only from the 0600 file, so they never travel through task arguments or logs.
     type: dict
     default: {}
   bucket:
@@ -90,8 +92,7 @@ def main() -> None:
         argument_spec={
             "config_file": {"type": "path", "default": "/etc/mojorust-backup/config.json"},
             "offsite_config_file": {"type": "path", "default": "/etc/mojorust-backup/offsite.json"},
-            # may carry off-site keys: never logged
-            "settings": {"type": "dict", "default": {}, "no_log": True},
+            "settings": {"type": "dict", "default": {}},
             "bucket": {
                 "type": "dict",
                 "options": {
@@ -104,6 +105,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     backup = load_config(module)
+    secret_settings = sorted({"access_key_id", "secret_access_key"} & set(module.params["settings"]))
+    if secret_settings:
+        module.fail_json(msg=f"settings may not carry {', '.join(secret_settings)}: keys come only from the 0600 file")
     try:
         with open(module.params["offsite_config_file"], encoding="utf-8") as handle:
             remote = offsite.OffsiteConfig.from_dict({**json.load(handle), **module.params["settings"]})
