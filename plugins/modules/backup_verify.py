@@ -31,6 +31,12 @@ options:
     description: Mark a set that fails as bad (never deleted; skipped by C(latest)).
     type: bool
     default: false
+  check_database:
+    description:
+      - Also decrypt the database dump and compare it with the manifest (the largest member). A restore of the
+        configuration only turns it off; it changes no other check.
+    type: bool
+    default: true
   settings:
     description: Settings that override the I(config_file), e.g. C(backup_dir) of a set downloaded from off-site.
     type: dict
@@ -93,6 +99,7 @@ def main() -> None:
             "signers": {"type": "list", "elements": "str"},
             "mark_bad": {"type": "bool", "default": False},
             "settings": {"type": "dict", "default": {}},
+            "check_database": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
@@ -105,7 +112,15 @@ def main() -> None:
     checks: list[dict] = []
     found: dict = {}
     try:
-        backupset.verify_set(chosen, cfg.gnupg_home, signers, module.params["decrypt_home"], checks, found)
+        backupset.verify_set(
+            chosen,
+            cfg.gnupg_home,
+            signers,
+            module.params["decrypt_home"],
+            checks,
+            found,
+            module.params["check_database"],
+        )
     except backupset.BackupError as error:
         marked = False
         if module.params["mark_bad"] and not module.check_mode:
