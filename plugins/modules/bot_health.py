@@ -13,7 +13,7 @@ description:
     I(expect_trading), until the last trade id has moved on between two answers).
   - Watches the systemd unit while it waits, so a bot that exits (a configuration it refuses, a crash loop)
     fails the task at once with the unit's state and its last journal lines instead of a time-out.
-  - Read-only: it changes nothing on the host.
+  - Read-only; it changes nothing on the host.
 options:
   url:
     description: The health endpoint.

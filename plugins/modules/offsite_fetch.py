@@ -12,7 +12,7 @@ description:
   - Finds the set in the bucket (C(latest) is the newest complete one), downloads its four files into
     I(dest)/<id>/ and checks each against the bucket's checksum. The set stays encrypted; verify and decrypt it
     with M(mojorust.dr.backup_verify) or C(playbooks/offsite_verify.yml).
-  - Runs wherever the bucket is reachable: the workstation (C(offsite_verify.yml)) or a fresh host (failover).
+  - Runs wherever the bucket is reachable, the workstation (C(offsite_verify.yml)) or a new host (failover).
 options:
   bucket: {description: Bucket name., type: str, required: true}
   prefix: {description: Key prefix of the sets., type: str, default: mojorust}

@@ -28,7 +28,7 @@ options:
     default: /etc/mojorust-backup/offsite.json
   settings:
     description:
-      - Off-site settings that override the file for this run (for example C(attempts)). The keys are refused here:
+      - Off-site settings that override the file for this run (for example C(attempts)). The keys are refused here;
         they come only from the 0600 file, so they never travel through task arguments or logs.
     type: dict
     default: {}
