@@ -18,6 +18,7 @@ export DRLAB_BASE_IMAGE = localhost/drlab-base:current
 export DRLAB_EDGE_IMAGE = localhost/drlab-edge:current
 export DRLAB_PROVISIONED_IMAGE = localhost/drlab-provisioned:current
 export DRLAB_OFFSITE_IMAGE = localhost/drlab-offsite:current
+export DRLAB_DNS_IMAGE = localhost/drlab-dns:current
 
 .PHONY: help setup host-packages images lab lab-down lab-test lint unit molecule test drill lock clean
 
