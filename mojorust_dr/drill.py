@@ -41,6 +41,8 @@ class Phase:
     # prepare: before the disaster, not part of the outage; disaster: the RTO clock starts when it starts and the
     # RPO is measured just before it; recover / verify: until the bot is verified healthy.
     kind: str = "recover"
+    # What the phase measured inside itself (the failover's own phases), read after it ran.
+    detail: Callable[[float], dict | None] | None = None
 
 
 @dataclass
@@ -69,6 +71,32 @@ def newest_set_age(container: str = "drlab-prod") -> float | None:
     return round((datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds(), 1)
 
 
+def newest_offsite_age(container: str = "drlab-prod") -> float | None:
+    """Age in seconds of the newest set the host has pushed off-site (its id is its UTC time), now."""
+    result = subprocess.run(
+        ["podman", "exec", container, "cat", "/home/tradingbot/backups/.status.json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    newest = json.loads(result.stdout).get("offsite_newest_id")
+    if not newest:
+        return None
+    taken = datetime.strptime(newest, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return round((datetime.now(UTC) - taken).total_seconds(), 1)
+
+
+def newest_failover_record(since: float) -> dict | None:
+    """Phases of the failover record playbooks/failover.yml wrote after `since` (a time.time())."""
+    records = [p for p in (ROOT / "reports").glob("failover-*.json") if p.stat().st_mtime >= since]
+    if not records:
+        return None
+    record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
+    return {key: record.get(key) for key in ("phases", "new_host", "old_hosts", "backup_id", "verified_at")}
+
+
 def in_prod(script: str) -> list[str]:
     return ["podman", "exec", "drlab-prod", "bash", "-c", script]
 
@@ -79,6 +107,9 @@ class PhaseResult:
     seconds: float
     ok: bool
     log: str
+    detail: dict | None = None
+    # The part of the phase that was outage, when less than all of it.
+    outage_seconds: float | None = None
 
 
 @dataclass
@@ -100,6 +131,26 @@ def scenarios() -> dict[str, Scenario]:
     lab = ansible_playbook("lab/lab.yml")
     verify = Phase("verify", ansible_module("prod", "mojorust.dr.bot_health", "expect_trading=true"), "verify")
     backup = Phase("prepare: backup tools and a set", ansible_playbook("playbooks/backup.yml"), "prepare")
+    # The failover drills start from a running bot server whose newest set is off-site, with no failover host left
+    # from an earlier run; prod is rebuilt from the provisioned image (the state vps_setup leaves) when fenced or gone.
+    failover_prepare = [
+        Phase(
+            "prepare: failover hosts of earlier runs removed, prod rebuilt",
+            ["bash", "-c", "podman rm --force drlab-prod $(podman ps --all --quiet --filter label=drlab=fresh)"],
+            "prepare",
+        ),
+        Phase("prepare: prod up", [*lab, "-e", "drlab_prod_image=localhost/drlab-provisioned:current"], "prepare"),
+        Phase("prepare: vps_setup", ansible_playbook("playbooks/vps_setup.yml"), "prepare"),
+        backup,
+        Phase("prepare: the set pushed off-site", ansible_playbook("playbooks/offsite.yml"), "prepare"),
+    ]
+    failover = Phase(
+        "failover to a fresh host",
+        ansible_playbook("playbooks/failover.yml", "-e", "failover_target=fresh"),
+        detail=newest_failover_record,
+    )
+    python = str(ROOT / ".venv/bin/python")
+    at_dns_name = Phase("verify: bot.drlab.test answers healthy", [python, "-m", "mojorust_dr.labcheck"], "verify")
     return {
         s.name: s
         for s in [
@@ -150,18 +201,55 @@ def scenarios() -> dict[str, Scenario]:
                 ],
                 rpo=newest_set_age,
             ),
+            Scenario(
+                name="server_loss",
+                title="Server loss: failing hardware, database disk gone; failover to a fresh host",
+                plan_section="2.1 B",
+                phases=[
+                    *failover_prepare,
+                    Phase(
+                        "disaster: bot and PostgreSQL killed, database directory lost (the host still answers)",
+                        in_prod(
+                            "systemctl kill --signal=KILL postgresql@15-main trading-bot;"
+                            " rm -rf /var/lib/postgresql/15/main/base"
+                        ),
+                        "disaster",
+                    ),
+                    failover,
+                    at_dns_name,
+                ],
+                rpo=newest_offsite_age,
+            ),
+            Scenario(
+                name="datacenter_outage",
+                title="Data-center outage: prod gone entirely; failover to a fresh host",
+                plan_section="2.5",
+                phases=[
+                    *failover_prepare,
+                    Phase("disaster: prod removed, disk and all", ["podman", "rm", "-f", "drlab-prod"], "disaster"),
+                    failover,
+                    at_dns_name,
+                ],
+                rpo=newest_offsite_age,
+            ),
         ]
     }
 
 
 def run_phase(phase: Phase, log_dir: Path, index: int) -> PhaseResult:
     log = log_dir / f"{index:02d}-{phase.name.split(':')[0].replace(' ', '_')}.log"
-    start = time.monotonic()
+    start, wall = time.monotonic(), time.time()
     with log.open("w") as out:
         out.write("$ " + " ".join(phase.command) + "\n")
         out.flush()
         result = subprocess.run(phase.command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
-    return PhaseResult(phase.name, round(time.monotonic() - start, 2), result.returncode == 0, str(log))
+    detail = phase.detail(wall) if phase.detail else None
+    outage = None
+    if detail and detail.get("verified_at"):
+        # The playbook goes on after the bot is verified (the new host's first backup): that is not outage.
+        outage = round(float(detail["verified_at"]) - wall, 2)
+    seconds = round(time.monotonic() - start, 2)
+    return PhaseResult(phase.name, seconds, result.returncode == 0, str(log), detail, outage)
 
 
 def run_scenario(scenario: Scenario, log_dir: Path) -> ScenarioResult:
@@ -180,7 +268,7 @@ def run_scenario(scenario: Scenario, log_dir: Path) -> ScenarioResult:
     result.ok = True
     kinds = [p.kind for p in scenario.phases]
     outage = result.phases[kinds.index("disaster") :]
-    result.rto_seconds = round(sum(p.seconds for p in outage), 2)
+    result.rto_seconds = round(sum(p.seconds if p.outage_seconds is None else p.outage_seconds for p in outage), 2)
     return result
 
 
@@ -215,7 +303,13 @@ def render_markdown(report: dict) -> str:
         )
     for s in report["scenarios"]:
         lines += ["", f"## {s['title']}", "", "| phase | seconds | result |", "|---|---|---|"]
-        lines += [f"| {p['name']} | {p['seconds']:.1f} | {'ok' if p['ok'] else 'FAILED'} |" for p in s["phases"]]
+        for p in s["phases"]:
+            seconds = f"{p['seconds']:.1f}"
+            if p.get("outage_seconds") is not None:
+                seconds += f" (outage {p['outage_seconds']:.1f})"
+            lines.append(f"| {p['name']} | {seconds} | {'ok' if p['ok'] else 'FAILED'} |")
+            inner = (p.get("detail") or {}).get("phases", {})
+            lines += [f"| &nbsp;&nbsp;↳ {name} | {seconds:.1f} | |" for name, seconds in inner.items()]
         if s["error"]:
             lines += ["", f"**Error:** {s['error']}"]
     return "\n".join(lines) + "\n"

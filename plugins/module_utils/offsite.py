@@ -334,29 +334,59 @@ def push_all(
 
 
 # --------------------------------------------------------------------------------------------------- fetch
-def fetch_set(cfg: OffsiteConfig, set_id: str, dest_dir: str, progress=None) -> backupset.SetInfo:
+def fetch_set(cfg: OffsiteConfig, set_id: str, dest_dir: str, progress=None, check=None) -> backupset.SetInfo:
     """Download a complete set (an id or 'latest') into dest_dir/<id>/, each file checked against the bucket's
-    checksum; returns it as a local SetInfo, ready for backupset.verify_set."""
+    checksum; returns it as a local SetInfo, ready for backupset.verify_set. See fetch_good_set for `check`."""
+    return fetch_good_set(cfg, set_id, dest_dir, progress, check)[0]
+
+
+def fetch_good_set(
+    cfg: OffsiteConfig, set_id: str, dest_dir: str, progress=None, check=None
+) -> tuple[backupset.SetInfo, list[dict]]:
+    """Like fetch_set, and `check(set_info)` (raising BackupError) runs on each download. With 'latest', a set that
+    fails it is marked BAD locally and the next older one is tried, so the newest *good* set is returned with the
+    list of those skipped ({id, check, message}); a chosen id that fails raises. The bucket is never changed."""
     progress = progress or (lambda message: None)
     s3 = client(cfg)
     sets = remote_sets(s3, cfg)
     if not sets:
         raise BackupError("select", f"no complete set in {cfg.where()}; run playbooks/offsite.yml on the bot host")
-    chosen = sets[-1] if set_id == "latest" else next((s for s in sets if s.id == set_id), None)
-    if chosen is None:
-        newest = ", ".join(s.id for s in sets[-10:])
-        raise BackupError("select", f"no complete set {set_id!r} in {cfg.where()}; the newest are: {newest}")
-    target = os.path.join(dest_dir, chosen.id)
-    os.makedirs(target, mode=0o700, exist_ok=True)
-    for name in backupset.set_files(chosen.id).values():
-        key = cfg.key(chosen.id, name)
-        path = os.path.join(target, name)
-        progress(f"downloading {key}")
-        s3.download_file(cfg.bucket, key, path)
-        remote = remote_checksum(s3, cfg, key)
-        local = expected_checksum(path, cfg.part_size)
-        # A multipart object uploaded with another part size cannot be compared here; the set's own sha256 check
-        # (backup_verify) still covers its archive.
-        if remote and remote != local and "-" not in remote:
-            raise BackupError("download", f"{name} downloaded with checksum {local}, the bucket says {remote}; retry")
-    return next(s for s in backupset.list_sets(dest_dir) if s.id == chosen.id)
+    if set_id == "latest":
+        candidates = list(reversed(sets))
+    else:
+        candidates = [s for s in sets if s.id == set_id]
+        if not candidates:
+            newest = ", ".join(s.id for s in sets[-10:])
+            raise BackupError("select", f"no complete set {set_id!r} in {cfg.where()}; the newest are: {newest}")
+    skipped: list[dict] = []
+    for chosen in candidates:
+        target = os.path.join(dest_dir, chosen.id)
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        for name in backupset.set_files(chosen.id).values():
+            key = cfg.key(chosen.id, name)
+            path = os.path.join(target, name)
+            progress(f"downloading {key}")
+            s3.download_file(cfg.bucket, key, path)
+            remote = remote_checksum(s3, cfg, key)
+            local = expected_checksum(path, cfg.part_size)
+            # A multipart object uploaded with another part size cannot be compared here; the set's own sha256
+            # check (backup_verify) still covers its archive.
+            if remote and remote != local and "-" not in remote:
+                raise BackupError(
+                    "download", f"{name} downloaded with checksum {local}, the bucket says {remote}; retry"
+                )
+        got = next(s for s in backupset.list_sets(dest_dir) if s.id == chosen.id)
+        if check is None:
+            return got, skipped
+        try:
+            check(got)
+            return got, skipped
+        except BackupError as error:
+            if set_id != "latest":
+                raise
+            with open(os.path.join(target, "BAD"), "w", encoding="utf-8") as handle:
+                handle.write(f"{error.check}: {error.message}\n")
+            skipped.append({"id": chosen.id, "check": error.check, "message": error.message})
+            progress(f"set {chosen.id} failed {error.check}; trying the next older one")
+    tried = "; ".join(f"{s['id']}: {s['check']} ({s['message']})" for s in skipped)
+    raise BackupError("select", f"no set in {cfg.where()} passes its checks: {tried}")

@@ -22,6 +22,18 @@ options:
   secret_access_key: {description: Its secret., type: str, default: "", no_log: true}
   backup_id: {description: A set id or C(latest)., type: str, default: latest}
   dest: {description: Directory the set is downloaded into (created 0700)., type: path, required: true}
+  signers:
+    description:
+      - Fingerprints of the keys a set may be signed by. When given, each download is checked (sha256, archive,
+        signature with the public keys in I(keyring)); with C(backup_id=latest) a set that fails is marked C(BAD)
+        locally and the next older one is fetched, so the newest I(good) set is returned. Decryption and contents
+        are checked by the restore that follows.
+    type: list
+    elements: str
+    default: []
+  keyring:
+    description: GnuPG home holding the signers' public keys (the backup role's keyring on a bot host).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -45,6 +57,12 @@ RETURN = r"""
 id: {description: The set downloaded., returned: success, type: str}
 path: {description: Its local directory., returned: success, type: str}
 size: {description: Bytes of its archive., returned: success, type: int}
+created_at: {description: When the set was made (UTC, ISO 8601)., returned: success, type: str}
+skipped:
+  description: Newer sets that failed their checks and were passed over (id, check, message).
+  returned: success
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -62,10 +80,14 @@ def main() -> None:
             "secret_access_key": {"type": "str", "default": "", "no_log": True},
             "backup_id": {"type": "str", "default": "latest"},
             "dest": {"type": "path", "required": True},
+            "signers": {"type": "list", "elements": "str", "default": []},
+            "keyring": {"type": "path"},
         },
         supports_check_mode=True,
     )
     p = module.params
+    if p["signers"] and not p["keyring"]:
+        module.fail_json(msg="signers needs keyring, the GnuPG home holding their public keys")
     cfg = offsite.OffsiteConfig(
         bucket=p["bucket"],
         prefix=p["prefix"],
@@ -79,12 +101,18 @@ def main() -> None:
             sets = offsite.remote_sets(offsite.client(cfg), cfg)
             chosen = sets[-1].id if sets and p["backup_id"] == "latest" else p["backup_id"]
             module.exit_json(changed=False, id=chosen, remote_sets=[s.id for s in sets])
-        got = offsite.fetch_set(cfg, p["backup_id"], p["dest"])
+        check = None
+        if p["signers"]:
+
+            def check(set_info):
+                backupset.verify_set(set_info, p["keyring"], p["signers"])
+
+        got, skipped = offsite.fetch_good_set(cfg, p["backup_id"], p["dest"], check=check)
     except backupset.BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check)
     except Exception as error:  # botocore: unreachable endpoint, denied access
         module.fail_json(msg=f"cannot read {cfg.where()}: {type(error).__name__}: {error}; check the endpoint and keys")
-    module.exit_json(changed=True, id=got.id, path=got.path, size=got.size)
+    module.exit_json(changed=True, id=got.id, path=got.path, size=got.size, created_at=got.created_at, skipped=skipped)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ class FakeS3:
             raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
         return {"ChecksumSHA256": self.objects[Key][1]}
 
+    def download_file(self, Bucket, Key, Filename):
+        with open(Filename, "wb") as handle:
+            handle.write(self.objects[Key][0])
+
     def put_object(self, Bucket, Key, Body, ChecksumAlgorithm):
         data = Body.read()
         self.objects[Key] = (data, b64(hashlib.sha256(data).digest()))
@@ -215,3 +219,55 @@ def test_offsite_config_rejects_unknown_settings_and_needs_a_bucket():
         offsite.OffsiteConfig.from_dict({"bucket": "b", "endpoint": "typo"})
     with pytest.raises(backupset.BackupError, match="no off-site bucket"):
         offsite.OffsiteConfig.from_dict({"bucket": ""})
+
+
+def _pushed(tmp_path, cfg, s3, ids):
+    local = tmp_path / "local"
+    local.mkdir()
+    for set_id in ids:
+        offsite.push_set(s3, cfg, write_set(str(local), set_id), lambda m: None)
+
+
+def test_fetch_latest_passes_over_a_newer_set_that_fails_its_check(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3()
+    monkeypatch.setattr(offsite, "client", lambda c: s3)
+    _pushed(tmp_path, cfg, s3, ["20261124T020000Z", "20261125T020000Z"])
+    dest = tmp_path / "restore"
+
+    def check(set_info):
+        if set_info.id == "20261125T020000Z":
+            raise offsite.BackupError("signature", "signed by an unknown key")
+
+    got, skipped = offsite.fetch_good_set(cfg, "latest", str(dest), check=check)
+    assert got.id == "20261124T020000Z"
+    assert skipped == [{"id": "20261125T020000Z", "check": "signature", "message": "signed by an unknown key"}]
+    # the bad copy is marked locally so nothing restores it by accident; the bucket is unchanged
+    assert (dest / "20261125T020000Z" / "BAD").read_text().startswith("signature:")
+    assert [s.id for s in offsite.remote_sets(s3, cfg)] == ["20261124T020000Z", "20261125T020000Z"]
+
+
+def test_fetch_a_chosen_set_that_fails_its_check_raises(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3()
+    monkeypatch.setattr(offsite, "client", lambda c: s3)
+    _pushed(tmp_path, cfg, s3, ["20261124T020000Z", "20261125T020000Z"])
+
+    def check(set_info):
+        raise offsite.BackupError("sha256", "archive does not match")
+
+    with pytest.raises(offsite.BackupError) as error:
+        offsite.fetch_good_set(cfg, "20261125T020000Z", str(tmp_path / "r"), check=check)
+    assert error.value.check == "sha256"
+
+
+def test_fetch_latest_when_no_set_is_good_names_each_failure(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3()
+    monkeypatch.setattr(offsite, "client", lambda c: s3)
+    _pushed(tmp_path, cfg, s3, ["20261124T020000Z", "20261125T020000Z"])
+
+    def check(set_info):
+        raise offsite.BackupError("signature", f"bad {set_info.id}")
+
+    with pytest.raises(offsite.BackupError) as error:
+        offsite.fetch_good_set(cfg, "latest", str(tmp_path / "r"), check=check)
+    assert "20261124T020000Z: signature" in error.value.message
+    assert "20261125T020000Z: signature" in error.value.message

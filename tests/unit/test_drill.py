@@ -1,0 +1,75 @@
+"""The drill's clock: RTO runs from the disaster to the verified bot, and a phase that goes on after the bot is
+verified (the failover's first backup on the new host) counts only up to that moment."""
+
+from __future__ import annotations
+
+import sys
+
+from mojorust_dr import drill
+
+
+def phase(name, seconds=0.0, kind="recover", detail=None):
+    return drill.Phase(name, [sys.executable, "-c", f"import time; time.sleep({seconds})"], kind, detail)
+
+
+def test_rto_counts_from_the_disaster_and_only_the_outage_part_of_a_longer_phase(tmp_path):
+    scenario = drill.Scenario(
+        "s",
+        "title",
+        "2.1",
+        [
+            phase("prepare", 0.3, "prepare"),
+            phase("disaster", 0.0, "disaster"),
+            # the playbook runs 0.6 s but reports the bot verified 0.1 s after it started
+            phase("failover", 0.6, detail=lambda wall: {"phases": {"restore": 0.05}, "verified_at": wall + 0.1}),
+            phase("verify", 0.0, "verify"),
+        ],
+        rpo=lambda: 12.5,
+    )
+    result = drill.run_scenario(scenario, tmp_path)
+    assert result.ok and result.rpo_seconds == 12.5
+    failover = result.phases[2]
+    assert failover.seconds >= 0.6 and failover.outage_seconds == 0.1
+    outage = [p.seconds for p in (result.phases[1], result.phases[3])]
+    assert abs(result.rto_seconds - (sum(outage) + 0.1)) < 0.02
+    assert result.rto_seconds < 0.6, "the prepare phase and the time after verification are not outage"
+
+
+def test_a_failed_phase_stops_the_scenario_with_its_log(tmp_path):
+    scenario = drill.Scenario(
+        "s", "t", "2.2", [phase("disaster", kind="disaster"), drill.Phase("recover", ["false"]), phase("verify")]
+    )
+    result = drill.run_scenario(scenario, tmp_path)
+    assert not result.ok and result.rto_seconds is None
+    assert [p.name for p in result.phases] == ["disaster", "recover"]
+    assert "recover" in result.error and result.phases[1].log in result.error
+
+
+def test_markdown_shows_the_failovers_own_phases_and_the_verdicts():
+    report = {
+        "started_at": "20261125T220000Z",
+        "machine": {"host": "lab", "cores": 2},
+        "scenarios": [
+            {
+                "title": "Server loss",
+                "plan_section": "2.1 B",
+                "ok": True,
+                "rto_seconds": 120.0,
+                "rpo_seconds": 20.0,
+                "error": "",
+                "phases": [
+                    {
+                        "name": "failover",
+                        "seconds": 135.0,
+                        "ok": True,
+                        "outage_seconds": 119.0,
+                        "detail": {"phases": {"setup": 70.0, "restore": 40.0}},
+                    },
+                ],
+            }
+        ],
+    }
+    text = drill.render_markdown(report)
+    assert "| Server loss | 2.1 B | pass | 120.0 s | within plan | 20.0 s | 10x better than plan |" in text
+    assert "135.0 (outage 119.0)" in text
+    assert "↳ setup | 70.0" in text and "↳ restore | 40.0" in text

@@ -1,0 +1,92 @@
+"""Bad input to the failover path fails at once, on the workstation, with a message that says what to set, before
+anything is provisioned or fenced. These runs need no lab: every case stops in the first tasks on localhost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(tmp_path: Path, play: str, *extra: str) -> subprocess.CompletedProcess:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(play)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook), *extra]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+PROVISION = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: mojorust.dr.provision
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["-e", "provisioner=hcloud"], "provision_hcloud_api_token"),
+        (["-e", "provisioner=existing"], "provision_existing_address"),
+        (["-e", "provisioner=openstack"], "podman, existing, hcloud"),
+    ],
+    ids=["hcloud-without-token", "existing-without-address", "unknown-provisioner"],
+)
+def test_provision_refuses_incomplete_input_with_what_to_set(tmp_path, extra, expected):
+    result = run(tmp_path, PROVISION, *extra)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+def test_hcloud_reaches_the_cloud_module_with_the_given_server(tmp_path):
+    """As far as it goes without a cloud: the inputs pass and hetzner.hcloud.server itself is called, which then
+    fails for want of the hcloud library or of a valid token; no host is added."""
+    result = run(
+        tmp_path,
+        PROVISION,
+        "-e",
+        "provisioner=hcloud",
+        "-e",
+        "provision_hcloud_api_token=not-a-real-token",
+        "-e",
+        '{"provision_hcloud_ssh_keys": ["operator"]}',
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Hetzner Cloud server is created" in out
+    assert "not-a-real-token" not in out, "the API token must not be printed"
+
+
+FAILOVER_INPUTS = """
+- name: inputs
+  ansible.builtin.import_playbook: {root}/playbooks/failover.yml
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["-e", "failover_target=elsewhere"], "failover_target must be fresh"),
+        (["-e", "failover_target=standby"], "needs a streaming replica"),
+        (["-e", "failover_target=fresh"], "offsite_bucket"),
+    ],
+    ids=["unknown-target", "standby-not-built", "no-bucket"],
+)
+def test_failover_refuses_bad_input_before_touching_any_host(tmp_path, extra, expected):
+    result = run(tmp_path, FAILOVER_INPUTS.format(root=ROOT), *extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in out
+    assert "FENCE" not in out.split("fatal")[0], "nothing may be fenced before the inputs are checked"
