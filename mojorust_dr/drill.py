@@ -53,6 +53,8 @@ class Scenario:
     phases: list[Phase]
     # Seconds of data at risk at the moment of the disaster, or None where no data can be lost.
     rpo: Callable[[], float | None] = lambda: None
+    # Or measured after the recovery: (seconds, detail), e.g. acknowledged rows missing on the new primary.
+    rpo_after: Callable[[], tuple[float, dict]] | None = None
 
 
 def newest_set_age(container: str = "drlab-prod") -> float | None:
@@ -97,6 +99,38 @@ def newest_failover_record(since: float) -> dict | None:
     return {key: record.get(key) for key in ("phases", "new_host", "old_hosts", "backup_id", "verified_at")}
 
 
+def rows_lost_on(container: str, rate: float = 100.0) -> Callable[[], tuple[float, dict]]:
+    """RPO measured: acknowledged writer rows (reports/rpo-acked.txt) missing on the new primary, in rows and in
+    seconds of writing at the writer's rate."""
+
+    def measure() -> tuple[float, dict]:
+        out = subprocess.run(["podman", "inspect", container], capture_output=True, text=True, check=True).stdout
+        address = json.loads(out)[0]["NetworkSettings"]["Networks"]["drlab"]["IPAddress"]
+        secrets = (ROOT / "inventories/lab/group_vars/all/lab_secrets.yml").read_text()
+        password = next(line.split(":", 1)[1].strip() for line in secrets.splitlines() if "db_password:" in line)
+        result = subprocess.run(
+            [
+                str(ROOT / ".venv/bin/python"),
+                "-m",
+                "mojorust_dr.rpo",
+                "missing",
+                "--dsn",
+                f"host={address} dbname=trading_db user=trading_user",
+                "--acked",
+                str(ROOT / "reports/rpo-acked.txt"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=dict(os.environ, PGPASSWORD=password),
+        )
+        detail = json.loads(result.stdout)
+        return round(detail["lost"] / rate, 2), detail
+
+    return measure
+
+
 def in_prod(script: str) -> list[str]:
     return ["podman", "exec", "drlab-prod", "bash", "-c", script]
 
@@ -122,6 +156,7 @@ class ScenarioResult:
     rpo_seconds: float | None
     phases: list[PhaseResult] = field(default_factory=list)
     error: str = ""
+    rpo_detail: dict | None = None
 
 
 BOT_HOME = "/home/tradingbot/mojo-trading-bot"
@@ -136,7 +171,12 @@ def scenarios() -> dict[str, Scenario]:
     failover_prepare = [
         Phase(
             "prepare: failover hosts of earlier runs removed, prod rebuilt",
-            ["bash", "-c", "podman rm --force drlab-prod $(podman ps --all --quiet --filter label=drlab=fresh)"],
+            # the standby too: after a standby drill it is a primary running a bot
+            [
+                "bash",
+                "-c",
+                "podman rm --force drlab-prod drlab-standby $(podman ps --all --quiet --filter label=drlab=fresh)",
+            ],
             "prepare",
         ),
         Phase("prepare: prod up", [*lab, "-e", "drlab_prod_image=localhost/drlab-provisioned:current"], "prepare"),
@@ -200,6 +240,45 @@ def scenarios() -> dict[str, Scenario]:
                     verify,
                 ],
                 rpo=newest_set_age,
+            ),
+            Scenario(
+                name="primary_crash_with_standby",
+                title="Primary crash with an asynchronous standby: failover to the standby",
+                plan_section="1.2, 2.1",
+                phases=[
+                    Phase(
+                        "prepare: prod and standby rebuilt, failover hosts removed",
+                        [
+                            "bash",
+                            "-c",
+                            "podman rm --force drlab-prod drlab-standby"
+                            " $(podman ps --all --quiet --filter label=drlab=fresh)",
+                        ],
+                        "prepare",
+                    ),
+                    Phase(
+                        "prepare: prod and standby up",
+                        [
+                            *lab,
+                            "-e",
+                            "drlab_prod_image=localhost/drlab-provisioned:current",
+                            "-e",
+                            "drlab_standby_image=localhost/drlab-provisioned:current",
+                        ],
+                        "prepare",
+                    ),
+                    Phase("prepare: vps_setup", ansible_playbook("playbooks/vps_setup.yml"), "prepare"),
+                    Phase("prepare: streaming replication", ansible_playbook("playbooks/replication.yml"), "prepare"),
+                    Phase("prepare: writer commits numbered rows", ansible_playbook("lab/rpo_writer.yml"), "prepare"),
+                    Phase("disaster: prod killed (SIGKILL) mid-stream", ["podman", "kill", "drlab-prod"], "disaster"),
+                    Phase(
+                        "failover to the standby",
+                        ansible_playbook("playbooks/failover.yml", "-e", "failover_target=standby"),
+                        detail=newest_failover_record,
+                    ),
+                    at_dns_name,
+                ],
+                rpo_after=rows_lost_on("drlab-standby"),
             ),
             Scenario(
                 name="server_loss",
@@ -266,6 +345,8 @@ def run_scenario(scenario: Scenario, log_dir: Path) -> ScenarioResult:
             result.error = f"phase '{phase.name}' failed; see {outcome.log}"
             return result
     result.ok = True
+    if scenario.rpo_after:
+        result.rpo_seconds, result.rpo_detail = scenario.rpo_after()
     kinds = [p.kind for p in scenario.phases]
     outage = result.phases[kinds.index("disaster") :]
     result.rto_seconds = round(sum(p.seconds if p.outage_seconds is None else p.outage_seconds for p in outage), 2)
@@ -310,6 +391,13 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {p['name']} | {seconds} | {'ok' if p['ok'] else 'FAILED'} |")
             inner = (p.get("detail") or {}).get("phases", {})
             lines += [f"| &nbsp;&nbsp;↳ {name} | {seconds:.1f} | |" for name, seconds in inner.items()]
+        detail = s.get("rpo_detail")
+        if detail:
+            lines += [
+                "",
+                f"RPO measured: {detail['acked']} rows acknowledged to the writer, {detail['lost']} missing "
+                "on the new primary.",
+            ]
         if s["error"]:
             lines += ["", f"**Error:** {s['error']}"]
     return "\n".join(lines) + "\n"

@@ -79,10 +79,10 @@ FAILOVER_INPUTS = """
     ("extra", "expected"),
     [
         (["-e", "failover_target=elsewhere"], "failover_target must be fresh"),
-        (["-e", "failover_target=standby"], "needs a streaming replica"),
+        (["-e", "failover_target=standby"], "needs a host in group standby_servers"),
         (["-e", "failover_target=fresh"], "offsite_bucket"),
     ],
-    ids=["unknown-target", "standby-not-built", "no-bucket"],
+    ids=["unknown-target", "no-standby", "no-bucket"],
 )
 def test_failover_refuses_bad_input_before_touching_any_host(tmp_path, extra, expected):
     result = run(tmp_path, FAILOVER_INPUTS.format(root=ROOT), *extra)
