@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import report as report_module
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_RTO_SECONDS = 15 * 60
 PLAN_RPO_SECONDS = 5 * 60
@@ -428,7 +430,12 @@ def run(names: list[str], report_dir: Path) -> int:
     (report_dir / f"drill-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = render_markdown(report)
     (report_dir / f"drill-{stamp}.md").write_text(markdown)
+    (report_dir / f"drill-{stamp}.html").write_text(report_module.render_html(report, markdown))
+    (report_dir / f"drill-{stamp}.junit.xml").write_text(report_module.render_junit(report))
     print()
     print(markdown)
-    print(f"report: {report_dir / f'drill-{stamp}.json'} and .md; logs in {log_dir}")
-    return 0 if all(r.ok for r in results) else 1
+    print(f"report: {report_dir / f'drill-{stamp}'}.{{json,md,html,junit.xml}}; logs in {log_dir}")
+    missed = report_module.missed_targets(report)
+    for line in missed:
+        print(f"MISSED: {line}", file=sys.stderr)
+    return 1 if missed else 0
