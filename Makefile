@@ -69,8 +69,8 @@ lab-test: lab ## the lab's own services: off-site S3 (persistence, checksums, ob
 
 test: lint unit molecule lab-test ## lint, unit tests, every Molecule scenario and the lab services' test
 
-drill: lab ## run every disaster drill against the lab and write reports/drill-<UTC>.{json,md}
-	$(BIN)/mojorust-dr drill --all
+drill: lab ## run every disaster drill against the lab; reports/drill-<UTC>.{json,md,html,junit.xml}, summary to Telegram
+	$(BIN)/mojorust-dr drill --all --telegram lab
 
 lock: ## re-pin constraints.txt from requirements.in in a throwaway venv
 	rm -rf /tmp/mojorust-lock && python3 -m venv /tmp/mojorust-lock

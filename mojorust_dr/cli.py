@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from . import drill
@@ -16,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--all", action="store_true", help="every scenario")
     which.add_argument("--scenario", action="append", metavar="NAME", help="one scenario (repeatable)")
     run.add_argument("--reports", type=Path, default=drill.ROOT / "reports", help="report directory")
+    run.add_argument(
+        "--telegram",
+        metavar="API_BASE",
+        help="send the summary as one Telegram message (token and chat from TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID); "
+        "'lab' sends it to the lab's Telegram stand-in on drlab-edge",
+    )
     commands.add_parser("scenarios", help="list the scenarios")
     args = parser.parse_args(argv)
     if args.command == "scenarios":
@@ -23,7 +30,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:20} {s.plan_section:14} {s.title}")
         return 0
     names = list(drill.scenarios()) if args.all else args.scenario
-    return drill.run(names, args.reports)
+    telegram = None
+    if args.telegram == "lab":
+        telegram = drill.lab_telegram()
+    elif args.telegram:
+        token, chat = os.environ.get("TELEGRAM_BOT_TOKEN", ""), os.environ.get("TELEGRAM_CHAT_ID", "")
+        if not token or not chat:
+            parser.error("--telegram needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID in the environment")
+        telegram = (args.telegram, token, chat)
+    return drill.run(names, args.reports, telegram)
 
 
 if __name__ == "__main__":

@@ -405,7 +405,19 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(names: list[str], report_dir: Path) -> int:
+def lab_telegram() -> tuple[str, str, str]:
+    """The lab's Telegram stand-in (drlab-edge, which records every message) and the bot's lab token and chat."""
+    out = subprocess.run(["podman", "inspect", "drlab-edge"], capture_output=True, text=True, check=True).stdout
+    address = json.loads(out)[0]["NetworkSettings"]["Networks"]["drlab"]["IPAddress"]
+    secrets = (ROOT / "inventories/lab/group_vars/all/lab_secrets.yml").read_text()
+    value = {
+        key: next(line.split(":", 1)[1].strip().strip('"') for line in secrets.splitlines() if f"{key}:" in line)
+        for key in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID")
+    }
+    return f"http://{address}:8080", value["TELEGRAM_BOT_TOKEN"], value["TELEGRAM_CHAT_ID"]
+
+
+def run(names: list[str], report_dir: Path, telegram: tuple[str, str, str] | None = None) -> int:
     available = scenarios()
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -435,6 +447,9 @@ def run(names: list[str], report_dir: Path) -> int:
     print()
     print(markdown)
     print(f"report: {report_dir / f'drill-{stamp}'}.{{json,md,html,junit.xml}}; logs in {log_dir}")
+    if telegram:
+        problem = report_module.send_telegram(report_module.summary_text(report), *telegram)
+        print(problem or "summary sent to Telegram", file=sys.stderr if problem else sys.stdout)
     missed = report_module.missed_targets(report)
     for line in missed:
         print(f"MISSED: {line}", file=sys.stderr)

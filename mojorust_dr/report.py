@@ -134,3 +134,34 @@ def render_junit(report: dict) -> str:
             f"{p['name']} {p['seconds']} s" for p in s["phases"]
         )
     return ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def summary_text(report: dict) -> str:
+    """The drill in one Telegram message: a line per scenario and the verdict."""
+    lines = [f"Disaster drill {report['started_at']}"]
+    for s in report["scenarios"]:
+        rto = "failed" if s["rto_seconds"] is None else f"RTO {s['rto_seconds']:.0f} s"
+        rpo = "" if s["rpo_seconds"] is None else f", RPO {s['rpo_seconds']:.0f} s"
+        lines.append(f"{'✅' if s['ok'] else '❌'} {s['name']}: {rto}{rpo}")
+    missed = missed_targets(report)
+    lines.append("All within the plan's targets." if not missed else "MISSED: " + "; ".join(missed))
+    return "\n".join(lines)
+
+
+def send_telegram(text: str, api_base: str, token: str, chat_id: str, timeout: float = 5) -> str:
+    """Send one message with the Telegram Bot API; returns "" or why it was not delivered (never raises: a lost
+    summary must not fail the drill). The token is never part of what is returned."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{api_base.rstrip('/')}/bot{token}/sendMessage",
+        data=json.dumps({"chat_id": chat_id, "text": text}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+        return ""
+    except Exception as error:  # any failure is reported, not raised
+        return f"summary not delivered: {type(error).__name__}"

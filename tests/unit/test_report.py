@@ -70,3 +70,39 @@ def test_html_has_the_chart_the_verdict_and_the_tables():
     assert page.startswith("<!doctype html>") and "<svg" in page
     assert "server_loss: RTO 1000.0 s &gt; plan 900 s" in page
     assert "<td>Server loss</td>" in page
+
+
+def test_summary_is_one_message_with_a_line_per_scenario_and_the_verdict():
+    text = report.summary_text(sample(rto=1000.0))
+    lines = text.splitlines()
+    assert lines[0] == "Disaster drill 20261125T220000Z"
+    assert lines[1] == "✅ server_loss: RTO 1000 s, RPO 20 s"
+    assert lines[2] == "✅ fresh_deploy: RTO 77 s"
+    assert lines[3].startswith("MISSED: server_loss: RTO 1000.0 s > plan 900 s")
+
+
+def test_telegram_summary_is_posted_and_a_failure_is_reported_without_the_token():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_port}"
+    assert report.send_telegram("hello", api, "123:secret", "-42") == ""
+    assert received == [("/bot123:secret/sendMessage", {"chat_id": "-42", "text": "hello"})]
+    server.server_close()
+    problem = report.send_telegram("hello", api, "123:secret", "-42", timeout=1)
+    assert problem.startswith("summary not delivered") and "secret" not in problem
