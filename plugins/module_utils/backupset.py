@@ -78,6 +78,10 @@ class Config:
     zstd_level: int = 3
     alert_api_base: str = ""
     host: str = field(default_factory=socket.gethostname)
+    # Prometheus textfile (node exporter) rewritten with every status change; empty writes none.
+    metrics_file: str = ""
+    # check-stale alerts when the newest good set (or off-site copy) is older than this.
+    stale_hours: float = 26.0
 
     @property
     def env_file(self) -> str:
@@ -557,6 +561,81 @@ def _write_status(cfg: Config, status: dict) -> None:
         pass
     previous.update(status)
     _atomic_write(path, json.dumps(previous, indent=2, sort_keys=True) + "\n")
+    if cfg.metrics_file:
+        # Metrics must never fail a backup; check-stale still reads the status file.
+        with contextlib.suppress(OSError):
+            _atomic_write(cfg.metrics_file, render_metrics(previous))
+
+
+def _epoch(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def render_metrics(status: dict) -> str:
+    """The status file as Prometheus text: when the last good set and off-site copy were made, size, duration,
+    and whether the last runs succeeded. Absent values are left out (no made-up zeros)."""
+    gauges = [
+        (
+            "mojorust_backup_last_success_timestamp_seconds",
+            "Time of the newest good set.",
+            _epoch(status.get("last_success_at")),
+        ),
+        (
+            "mojorust_backup_last_run_ok",
+            "1 when the last backup run succeeded.",
+            None if "last_result" not in status else int(status["last_result"] == "ok"),
+        ),
+        ("mojorust_backup_last_size_bytes", "Size of the newest good set.", status.get("last_size_bytes")),
+        (
+            "mojorust_backup_last_duration_seconds",
+            "How long the newest good set took.",
+            status.get("last_duration_seconds"),
+        ),
+        (
+            "mojorust_backup_offsite_last_success_timestamp_seconds",
+            "Time of the last successful off-site push.",
+            _epoch(status.get("offsite_last_success_at")),
+        ),
+        (
+            "mojorust_backup_offsite_last_run_ok",
+            "1 when the last off-site push succeeded.",
+            None if "offsite_last_result" not in status else int(status["offsite_last_result"] == "ok"),
+        ),
+        (
+            "mojorust_backup_verify_last_ok",
+            "1 when the last verification of a set passed every check.",
+            None if "verify_last_result" not in status else int(status["verify_last_result"] == "ok"),
+        ),
+    ]
+    lines = []
+    for name, help_text, value in gauges:
+        if value is None:
+            continue
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def stale_problems(cfg: Config, now: datetime, offsite: bool) -> list[str]:
+    """Why the backups are stale, if they are: no good set, or the newest good set (or off-site copy, when pushed
+    off-site) older than cfg.stale_hours. The signal most backup tools lack: silence is not success."""
+    try:
+        with open(os.path.join(cfg.backup_dir, STATUS_FILE), encoding="utf-8") as handle:
+            status = json.load(handle)
+    except (OSError, ValueError):
+        status = {}
+    limit = cfg.stale_hours * 3600
+    problems = []
+    for key, what in [("last_success_at", "good backup set")] + (
+        [("offsite_last_success_at", "off-site copy")] if offsite else []
+    ):
+        when = status.get(key)
+        if not when:
+            problems.append(f"no {what} recorded in {cfg.backup_dir}")
+            continue
+        age = (now - datetime.fromisoformat(when)).total_seconds()
+        if age > limit:
+            problems.append(f"the newest {what} is {age / 3600:.1f} h old (limit {cfg.stale_hours:g} h), from {when}")
+    return problems
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -1055,11 +1134,11 @@ def restore_database(
 
 # ------------------------------------------------------------------------------------------------------ cli
 def cli_main(argv: list[str]) -> int:
-    """mojorust-backup create|list|status|offsite-push: what the systemd timers run on the host."""
+    """mojorust-backup create|list|status|offsite-push|check-stale: what the systemd timers run on the host."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="mojorust-backup", description=cli_main.__doc__)
-    parser.add_argument("command", choices=["create", "list", "status", "offsite-push"])
+    parser.add_argument("command", choices=["create", "list", "status", "offsite-push", "check-stale"])
     parser.add_argument("--config", default="/etc/mojorust-backup/config.json")
     parser.add_argument("--offsite-config", default="/etc/mojorust-backup/offsite.json")
     parser.add_argument("--owner", default="mojorust-backup.timer", help="who started this run (shown to others)")
@@ -1079,6 +1158,15 @@ def cli_main(argv: list[str]) -> int:
                 remote = offsite.OffsiteConfig.from_dict(json.load(handle))
             result = offsite.push_all(remote, cfg, progress=lambda m: print(m, flush=True))
             print(json.dumps(result))
+        elif args.command == "check-stale":
+            problems = stale_problems(cfg, datetime.now(UTC), os.path.exists(args.offsite_config))
+            if not problems:
+                print("backups are fresh")
+                return 0
+            message = f"STALE BACKUPS on {cfg.host}: " + "; ".join(problems)
+            note = send_alert(cfg, message)
+            print(message + (f" ({note})" if note else ""), flush=True)
+            return 1
         elif args.command == "list":
             for item in list_sets(cfg.backup_dir):
                 print(f"{item.id}  {item.size:>12}  {'good' if item.good else 'BAD'}  {item.sha256[:16]}")

@@ -85,10 +85,22 @@ failed_check:
 """
 
 import os
+from datetime import UTC, datetime
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mojorust.dr.plugins.module_utils import backupset
 from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_config
+
+
+def record_result(module, cfg, set_id: str, result: str) -> None:
+    """The outcome goes into the backup status (and so the metric mojorust_backup_verify_last_ok); best effort."""
+    if module.check_mode:
+        return
+    try:
+        now = datetime.now(UTC).replace(microsecond=0).isoformat()
+        backupset._write_status(cfg, {"verify_last_at": now, "verify_last_id": set_id, "verify_last_result": result})
+    except OSError:
+        pass
 
 
 def main() -> None:
@@ -122,6 +134,7 @@ def main() -> None:
             module.params["check_database"],
         )
     except backupset.BackupError as error:
+        record_result(module, cfg, chosen.id, f"{error.check}: {error.message}")
         marked = False
         if module.params["mark_bad"] and not module.check_mode:
             with open(os.path.join(chosen.path, "BAD"), "w", encoding="utf-8") as handle:
@@ -134,6 +147,7 @@ def main() -> None:
             checks=checks,
             marked_bad=marked,
         )
+    record_result(module, cfg, chosen.id, "ok")
     module.exit_json(
         changed=False, id=chosen.id, checks=checks, set=backupset.set_info_dict(chosen), manifest=found.get("manifest")
     )

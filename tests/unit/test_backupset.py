@@ -760,3 +760,50 @@ def test_cli_reports_an_unreachable_database_as_a_failure(gpg_keys, tmp_path, ca
     config.write_text(json.dumps(vars(cfg)))
     assert bs.cli_main(["create", "--config", str(config)]) == 1
     assert "mojorust-backup: " in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ metrics and staleness
+def test_status_changes_rewrite_the_metrics_file(tmp_path):
+    cfg = bs.Config(backup_dir=str(tmp_path), metrics_file=str(tmp_path / "mojorust_backup.prom"))
+    bs._write_status(
+        cfg,
+        {
+            "last_result": "ok",
+            "last_success_at": "2026-11-25T02:00:00+00:00",
+            "last_size_bytes": 1234,
+            "last_duration_seconds": 2.5,
+        },
+    )
+    text = (tmp_path / "mojorust_backup.prom").read_text()
+    assert "mojorust_backup_last_success_timestamp_seconds 1795572000.0" in text
+    assert "mojorust_backup_last_run_ok 1" in text and "mojorust_backup_last_size_bytes 1234" in text
+    assert "offsite" not in text, "nothing is made up for what never ran"
+    bs._write_status(cfg, {"offsite_last_result": "failed", "verify_last_result": "signature: bad"})
+    text = (tmp_path / "mojorust_backup.prom").read_text()
+    assert "mojorust_backup_offsite_last_run_ok 0" in text and "mojorust_backup_verify_last_ok 0" in text
+    assert "mojorust_backup_last_run_ok 1" in text, "earlier values stay"
+
+
+def test_stale_when_the_newest_good_set_or_offsite_copy_is_older_than_the_limit(tmp_path):
+    cfg = bs.Config(backup_dir=str(tmp_path), stale_hours=26)
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert bs.stale_problems(cfg, now, offsite=False) == [f"no good backup set recorded in {tmp_path}"]
+    bs._write_status(
+        cfg, {"last_success_at": "2026-11-26T02:00:00+00:00", "offsite_last_success_at": "2026-11-24T02:30:00+00:00"}
+    )
+    assert bs.stale_problems(cfg, now, offsite=False) == []
+    problems = bs.stale_problems(cfg, now, offsite=True)
+    assert problems == ["the newest off-site copy is 57.5 h old (limit 26 h), from 2026-11-24T02:30:00+00:00"]
+
+
+def test_check_stale_alerts_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"backup_dir": str(tmp_path), "host": "prod"}))
+    sent = []
+    monkeypatch.setattr(bs, "send_alert", lambda cfg, text: sent.append(text) or "")
+    argv = ["check-stale", "--config", str(config), "--offsite-config", str(tmp_path / "none.json")]
+    assert bs.cli_main(argv) == 1
+    assert sent == [f"STALE BACKUPS on prod: no good backup set recorded in {tmp_path}"]
+    bs._write_status(bs.Config(backup_dir=str(tmp_path)), {"last_success_at": datetime.now(UTC).isoformat()})
+    assert bs.cli_main(argv) == 0
+    assert "backups are fresh" in capsys.readouterr().out
