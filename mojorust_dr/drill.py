@@ -59,37 +59,31 @@ class Scenario:
     rpo_after: Callable[[], tuple[float, dict]] | None = None
 
 
-def newest_set_age(container: str = "drlab-prod") -> float | None:
-    """Age in seconds of the newest good backup set on the host (its .status.json), now."""
+def backup_status(container: str) -> dict:
+    """The host's backup status file (.status.json), or {} when the host or the file is not there."""
     result = subprocess.run(
         ["podman", "exec", container, "cat", "/home/tradingbot/backups/.status.json"],
         capture_output=True,
         text=True,
         check=False,
     )
-    if result.returncode != 0:
-        return None
-    last = json.loads(result.stdout).get("last_success_at")
-    if not last:
-        return None
-    return round((datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds(), 1)
+    return json.loads(result.stdout) if result.returncode == 0 else {}
+
+
+def age_seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else round((datetime.now(UTC) - moment).total_seconds(), 1)
+
+
+def newest_set_age(container: str = "drlab-prod") -> float | None:
+    """Age in seconds of the newest good backup set on the host, now."""
+    last = backup_status(container).get("last_success_at")
+    return age_seconds(datetime.fromisoformat(last) if last else None)
 
 
 def newest_offsite_age(container: str = "drlab-prod") -> float | None:
     """Age in seconds of the newest set the host has pushed off-site (its id is its UTC time), now."""
-    result = subprocess.run(
-        ["podman", "exec", container, "cat", "/home/tradingbot/backups/.status.json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        return None
-    newest = json.loads(result.stdout).get("offsite_newest_id")
-    if not newest:
-        return None
-    taken = datetime.strptime(newest, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return round((datetime.now(UTC) - taken).total_seconds(), 1)
+    newest = backup_status(container).get("offsite_newest_id")
+    return age_seconds(datetime.strptime(newest, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) if newest else None)
 
 
 def newest_failover_record(since: float) -> dict | None:
