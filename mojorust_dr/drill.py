@@ -127,6 +127,17 @@ def rows_lost_on(container: str, rate: float = 100.0) -> Callable[[], tuple[floa
     return measure
 
 
+PITR_TARGET = ROOT / "reports/pitr-target.txt"
+
+
+def since_pitr_target() -> float | None:
+    """Seconds from the PITR target to now (the disaster): what is written in between is not in the recovered
+    database (it stays in the kept data directory)."""
+    if not PITR_TARGET.exists():
+        return None
+    return age_seconds(datetime.fromisoformat(PITR_TARGET.read_text().strip()))
+
+
 def in_prod(script: str) -> list[str]:
     return ["podman", "exec", "drlab-prod", "bash", "-c", script]
 
@@ -162,6 +173,11 @@ def scenarios() -> dict[str, Scenario]:
     lab = ansible_playbook("lab/lab.yml")
     verify = Phase("verify", ansible_module("prod", "mojorust.dr.bot_health", "expect_trading=true"), "verify")
     backup = Phase("prepare: backup tools and a set", ansible_playbook("playbooks/backup.yml"), "prepare")
+    wal_archive = Phase(
+        "prepare: WAL archiving and a base backup",
+        ansible_playbook("playbooks/wal_archive.yml", "-e", "wal_archive_hosts=tradingbot"),
+        "prepare",
+    )
     # The failover drills start from a running bot server whose newest set is off-site, with no failover host left
     # from an earlier run; prod is rebuilt from the provisioned image (the state vps_setup leaves) when fenced or gone.
     failover_prepare = [
@@ -236,6 +252,62 @@ def scenarios() -> dict[str, Scenario]:
                     verify,
                 ],
                 rpo=newest_set_age,
+            ),
+            Scenario(
+                name="accidental_delete_pitr",
+                title="Accidental delete: every trade deleted by mistake; point-in-time recovery to just before",
+                plan_section="2.2 (PITR)",
+                phases=[
+                    wal_archive,
+                    Phase(
+                        "prepare: the moment before the mistake is noted",
+                        [
+                            "bash",
+                            "-c",
+                            "sleep 1 && podman exec drlab-prod su postgres -c \"psql -Atqc 'SELECT clock_timestamp()'\""
+                            f" > {PITR_TARGET} && sleep 1",
+                        ],
+                        "prepare",
+                    ),
+                    Phase(
+                        "disaster: DELETE FROM trades",
+                        in_prod("su postgres -c \"psql -q -d trading_db -c 'DELETE FROM trades'\""),
+                        "disaster",
+                    ),
+                    Phase(
+                        "pitr to the noted moment",
+                        [
+                            "bash",
+                            "-c",
+                            " ".join(ansible_playbook("playbooks/pitr.yml"))
+                            + f' -e "target_time=$(cat {PITR_TARGET})"',
+                        ],
+                    ),
+                    verify,
+                ],
+                rpo=since_pitr_target,
+            ),
+            Scenario(
+                name="wal_archive_only",
+                title="Database lost, no standby: point-in-time recovery to the end of the WAL archive",
+                plan_section="2.2 (PITR, latest)",
+                phases=[
+                    wal_archive,
+                    Phase("prepare: writer commits numbered rows", ansible_playbook("lab/rpo_writer.yml"), "prepare"),
+                    Phase(
+                        "disaster: PostgreSQL killed (SIGKILL), its data directory lost",
+                        in_prod(
+                            "systemctl kill --signal=KILL postgresql@15-main; rm -rf /var/lib/postgresql/15/main/*"
+                        ),
+                        "disaster",
+                    ),
+                    Phase(
+                        "pitr to the end of the archive",
+                        ansible_playbook("playbooks/pitr.yml", "-e", "target_time=latest"),
+                    ),
+                    verify,
+                ],
+                rpo_after=rows_lost_on("drlab-prod"),
             ),
             Scenario(
                 name="primary_crash_with_standby",

@@ -13,9 +13,9 @@ description:
     backup ended and ends now when the local primary answers (the module switches to a new WAL segment and waits
     until it is archived, so every commit before that moment can be recovered); when it does not answer, the end
     is the newest archived segment, whose time is not known.
-  - With I(target_time), checks that the target lies inside the window and picks the newest base backup that ended
-    before it, preferring the first repository (local, no download). A target outside the window fails with a
-    message that states the window.
+  - With I(target_time), checks that the target lies inside the window and picks the base backup to start from, the
+    newest that ended before the target in the first repository that has one (the local one, no download). A target
+    outside the window fails with a message that states the window.
   - Changes nothing but the WAL segment switch; the same in check mode.
 options:
   stanza:
@@ -137,17 +137,18 @@ def choose(backups: list[dict], window: dict, target_time: str) -> dict:
     """The backup to restore for target_time: the newest that ended before it, from the lowest repo number."""
     span = f"the recoverable window is {window['start_text']} to {window['end_text']}"
     if target_time.strip().lower() == "latest":
-        newest = max(b["stop"] for b in backups)
-        pick = min((b for b in backups if b["stop"] == newest), key=lambda b: b["repo"])
+        repo = min(b["repo"] for b in backups)
+        pick = max((b for b in backups if b["repo"] == repo), key=lambda b: b["stop"])
         return {"time": None, "text": "latest", "repo": pick["repo"], "set": pick["label"]}
     target = parse_time(target_time)
     if target <= window["start"]:
         raise WindowError(f"target {text_of(target)} is before the oldest base backup ended: {span}")
     if window["end"] is not None and target > window["end"]:
         raise WindowError(f"target {text_of(target)} is in the future of the archive: {span}")
+    # The first repository that has a backup before the target (the local one: no download), its newest there.
     before = [b for b in backups if b["stop"] < target]
-    newest = max(b["stop"] for b in before)
-    pick = min((b for b in before if b["stop"] == newest), key=lambda b: b["repo"])
+    repo = min(b["repo"] for b in before)
+    pick = max((b for b in before if b["repo"] == repo), key=lambda b: b["stop"])
     return {"time": target, "text": text_of(target), "repo": pick["repo"], "set": pick["label"]}
 
 
