@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import report as report_module
+from . import rpo
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_RTO_SECONDS = 15 * 60
@@ -95,33 +96,22 @@ def newest_failover_record(since: float) -> dict | None:
     return {key: record.get(key) for key in ("phases", "new_host", "old_hosts", "backup_id", "verified_at")}
 
 
+def psql_on(container: str, sql: str) -> str:
+    """One query on trading_db as postgres on the host itself, its rows as text."""
+    command = ["podman", "exec", container, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "trading_db"]
+    return subprocess.run([*command, "-c", sql], capture_output=True, text=True, check=True).stdout
+
+
 def rows_lost_on(container: str, rate: float = 100.0) -> Callable[[], tuple[float, dict]]:
     """RPO measured: acknowledged writer rows (reports/rpo-acked.txt) missing on the new primary, in rows and in
-    seconds of writing at the writer's rate."""
+    seconds of writing at the writer's rate. Read on the host itself (a restored cluster may not listen yet); a
+    table that is not there at all means every row is lost."""
 
     def measure() -> tuple[float, dict]:
-        out = subprocess.run(["podman", "inspect", container], capture_output=True, text=True, check=True).stdout
-        address = json.loads(out)[0]["NetworkSettings"]["Networks"]["drlab"]["IPAddress"]
-        secrets = (ROOT / "inventories/lab/group_vars/all/lab_secrets.yml").read_text()
-        password = next(line.split(":", 1)[1].strip() for line in secrets.splitlines() if "db_password:" in line)
-        result = subprocess.run(
-            [
-                str(ROOT / ".venv/bin/python"),
-                "-m",
-                "mojorust_dr.rpo",
-                "missing",
-                "--dsn",
-                f"host={address} dbname=trading_db user=trading_user",
-                "--acked",
-                str(ROOT / "reports/rpo-acked.txt"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-            env=dict(os.environ, PGPASSWORD=password),
-        )
-        detail = json.loads(result.stdout)
+        present: set[int] = set()
+        if psql_on(container, f"SELECT to_regclass('{rpo.TABLE}')").strip():
+            present = {int(n) for n in psql_on(container, f"SELECT n FROM {rpo.TABLE}").split()}
+        detail = rpo.compare(rpo.read_acked(str(ROOT / "reports/rpo-acked.txt")), present)
         return round(detail["lost"] / rate, 2), detail
 
     return measure
@@ -167,6 +157,58 @@ class ScenarioResult:
 
 
 BOT_HOME = "/home/tradingbot/mojo-trading-bot"
+
+
+def standby_crash(lab: list[str], mode: str) -> Scenario:
+    """Primary SIGKILLed mid-stream with a streaming standby (async or sync), failover to the standby; RPO is the
+    acknowledged writer rows missing on the promoted standby (sync: must be 0)."""
+    return Scenario(
+        name="primary_crash_with_standby" if mode == "async" else "primary_crash_with_sync_standby",
+        title=f"Primary crash with {'an asynchronous' if mode == 'async' else 'a synchronous'} standby: "
+        "failover to the standby",
+        plan_section="1.2, 2.1",
+        phases=[
+            Phase(
+                "prepare: prod and standby rebuilt, failover hosts removed",
+                [
+                    "bash",
+                    "-c",
+                    "podman rm --force drlab-prod drlab-standby $(podman ps --all --quiet --filter label=drlab=fresh)",
+                ],
+                "prepare",
+            ),
+            Phase(
+                "prepare: prod and standby up",
+                [
+                    *lab,
+                    "-e",
+                    "drlab_prod_image=localhost/drlab-provisioned:current",
+                    "-e",
+                    "drlab_standby_image=localhost/drlab-provisioned:current",
+                ],
+                "prepare",
+            ),
+            Phase("prepare: vps_setup", ansible_playbook("playbooks/vps_setup.yml"), "prepare"),
+            Phase(
+                f"prepare: streaming replication ({mode})",
+                ansible_playbook("playbooks/replication.yml", "-e", f"replication_mode={mode}"),
+                "prepare",
+            ),
+            Phase("prepare: writer commits numbered rows", ansible_playbook("lab/rpo_writer.yml"), "prepare"),
+            Phase("disaster: prod killed (SIGKILL) mid-stream", ["podman", "kill", "drlab-prod"], "disaster"),
+            Phase(
+                "failover to the standby",
+                ansible_playbook("playbooks/failover.yml", "-e", "failover_target=standby"),
+                detail=newest_failover_record,
+            ),
+            Phase("verify: bot.drlab.test answers healthy", [python_bin(), "-m", "mojorust_dr.labcheck"], "verify"),
+        ],
+        rpo_after=rows_lost_on("drlab-standby"),
+    )
+
+
+def python_bin() -> str:
+    return str(ROOT / ".venv/bin/python")
 
 
 def scenarios() -> dict[str, Scenario]:
@@ -280,7 +322,7 @@ def scenarios() -> dict[str, Scenario]:
                             "bash",
                             "-c",
                             " ".join(ansible_playbook("playbooks/pitr.yml"))
-                            + f' -e "target_time=$(cat {PITR_TARGET})"',
+                            + f" -e \"target_time='$(cat {PITR_TARGET})'\"",
                         ],
                     ),
                     verify,
@@ -293,7 +335,13 @@ def scenarios() -> dict[str, Scenario]:
                 plan_section="2.2 (PITR, latest)",
                 phases=[
                     wal_archive,
-                    Phase("prepare: writer commits numbered rows", ansible_playbook("lab/rpo_writer.yml"), "prepare"),
+                    Phase(
+                        "prepare: writer commits numbered rows",
+                        ansible_playbook("lab/rpo_writer.yml", "-e", "rpo_writer_hosts=tradingbot"),
+                        "prepare",
+                    ),
+                    # Longer than one archive_timeout (60 s): the loss must stay within it, not the whole run.
+                    Phase("prepare: the writer goes on for 70 s", ["sleep", "70"], "prepare"),
                     Phase(
                         "disaster: PostgreSQL killed (SIGKILL), its data directory lost",
                         in_prod(
@@ -309,45 +357,8 @@ def scenarios() -> dict[str, Scenario]:
                 ],
                 rpo_after=rows_lost_on("drlab-prod"),
             ),
-            Scenario(
-                name="primary_crash_with_standby",
-                title="Primary crash with an asynchronous standby: failover to the standby",
-                plan_section="1.2, 2.1",
-                phases=[
-                    Phase(
-                        "prepare: prod and standby rebuilt, failover hosts removed",
-                        [
-                            "bash",
-                            "-c",
-                            "podman rm --force drlab-prod drlab-standby"
-                            " $(podman ps --all --quiet --filter label=drlab=fresh)",
-                        ],
-                        "prepare",
-                    ),
-                    Phase(
-                        "prepare: prod and standby up",
-                        [
-                            *lab,
-                            "-e",
-                            "drlab_prod_image=localhost/drlab-provisioned:current",
-                            "-e",
-                            "drlab_standby_image=localhost/drlab-provisioned:current",
-                        ],
-                        "prepare",
-                    ),
-                    Phase("prepare: vps_setup", ansible_playbook("playbooks/vps_setup.yml"), "prepare"),
-                    Phase("prepare: streaming replication", ansible_playbook("playbooks/replication.yml"), "prepare"),
-                    Phase("prepare: writer commits numbered rows", ansible_playbook("lab/rpo_writer.yml"), "prepare"),
-                    Phase("disaster: prod killed (SIGKILL) mid-stream", ["podman", "kill", "drlab-prod"], "disaster"),
-                    Phase(
-                        "failover to the standby",
-                        ansible_playbook("playbooks/failover.yml", "-e", "failover_target=standby"),
-                        detail=newest_failover_record,
-                    ),
-                    at_dns_name,
-                ],
-                rpo_after=rows_lost_on("drlab-standby"),
-            ),
+            standby_crash(lab, "async"),
+            standby_crash(lab, "sync"),
             Scenario(
                 name="server_loss",
                 title="Server loss: failing hardware, database disk gone; failover to a fresh host",

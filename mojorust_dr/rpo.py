@@ -49,16 +49,27 @@ def write(dsn: str, acked_path: str, seconds: float, rate: float) -> dict:
     }
 
 
+def read_acked(acked_path: str) -> set[int]:
+    with open(acked_path, encoding="utf-8") as handle:
+        return {int(line) for line in handle if line.strip()}
+
+
+def compare(acked: set[int], present: set[int]) -> dict:
+    """Acknowledged numbers against those on the new primary (a missing table: nothing present)."""
+    lost = sorted(acked - present)
+    return {"acked": len(acked), "present": len(present & acked), "lost": len(lost), "lost_numbers": lost[:20]}
+
+
 def missing(dsn: str, acked_path: str) -> dict:
     import psycopg2
 
-    with open(acked_path, encoding="utf-8") as handle:
-        acked = {int(line) for line in handle if line.strip()}
     with psycopg2.connect(dsn, connect_timeout=5) as connection, connection.cursor() as cursor:
-        cursor.execute(f"SELECT n FROM {TABLE}")
-        present = {row[0] for row in cursor.fetchall()}
-    lost = sorted(acked - present)
-    return {"acked": len(acked), "present": len(present & acked), "lost": len(lost), "lost_numbers": lost[:20]}
+        cursor.execute(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
+        present: set[int] = set()
+        if cursor.fetchone()[0]:
+            cursor.execute(f"SELECT n FROM {TABLE}")
+            present = {row[0] for row in cursor.fetchall()}
+    return compare(read_acked(acked_path), present)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -613,6 +613,7 @@ if [ "$failed" != 0 ]; then
   exit 1
 fi
 check "drlab-offsite-s3.service is active" podman exec $S3 systemctl is-active drlab-offsite-s3.service
+check "drlab-offsite-tls.service is active" podman exec $S3 systemctl is-active drlab-offsite-tls.service
 check "named.service is active in drlab-dns" podman exec $DNS systemctl is-active named.service
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -625,18 +626,22 @@ else
   echo "note this machine cannot reach $(ip_of $S3):9000: the S3 checks run inside drlab-offsite"
 fi
 s3_by_name() {
-  # from the other lab host: name, port and an S3 answer (anonymous request -> 403 AccessDenied)
+  # from the other lab host: name, port and an S3 answer (anonymous request -> 403 AccessDenied); HTTPS on 9443 is
+  # stunnel in front of 9000, with the lab's self-signed certificate (not checked)
   podman exec $DNS python3 -c '
-import urllib.error, urllib.request
+import ssl, sys, urllib.error, urllib.request
+context = ssl.create_default_context(); context.check_hostname = False; context.verify_mode = ssl.CERT_NONE
 try:
-    urllib.request.urlopen("http://drlab-offsite:9000/", timeout=5)
+    urllib.request.urlopen(sys.argv[1], timeout=5, context=context)
 except urllib.error.HTTPError as exc:
     body = exc.read().decode()
     assert exc.code == 403 and "<Code>AccessDenied</Code>" in body, (exc.code, body)
 else:
-    raise SystemExit("anonymous request answered 200")'
+    raise SystemExit("anonymous request answered 200")' "$1"
 }
-check "s3 http://drlab-offsite:9000 answers by name from drlab-dns (anonymous: 403 AccessDenied)" s3_by_name
+check "s3 http://drlab-offsite:9000 answers by name from drlab-dns (anonymous: 403 AccessDenied)" \
+  s3_by_name http://drlab-offsite:9000/
+check "s3 https://drlab-offsite:9443 (stunnel) answers the same" s3_by_name https://drlab-offsite:9443/
 out=$(podman exec -i $S3 $S3_PY - "http://$S3:9000" names "$RUN" <"$work/s3checks.py" 2>&1) && rc=0 || rc=$?
 tally "s3 names" "$out" "$rc"
 s3 api

@@ -73,3 +73,11 @@ def test_markdown_shows_the_failovers_own_phases_and_the_verdicts():
     assert "| Server loss | 2.1 B | pass | 120.0 s | within plan | 20.0 s | 10x better than plan |" in text
     assert "135.0 (outage 119.0)" in text
     assert "↳ setup | 70.0" in text and "↳ restore | 40.0" in text
+
+
+def test_rows_lost_are_the_acknowledged_numbers_not_on_the_new_primary():
+    from mojorust_dr import rpo
+
+    assert rpo.compare({1, 2, 3, 4}, {1, 2, 9}) == {"acked": 4, "present": 2, "lost": 2, "lost_numbers": [3, 4]}
+    # the table itself was never archived: every acknowledged row is lost
+    assert rpo.compare({1, 2}, set())["lost"] == 2

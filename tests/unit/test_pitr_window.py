@@ -116,5 +116,16 @@ def test_parse_time_reads_iso_8601_with_utc_by_default(text, epoch):
 
 
 def test_parse_time_refuses_words_and_shows_the_format():
-    with pytest.raises(pw.WindowError, match="ISO 8601"):
+    with pytest.raises(pw.WindowError, match="no time of day"):
         pw.parse_time("yesterday")
+
+
+def test_a_date_alone_is_refused_not_taken_as_midnight():
+    # -e target_time=2026-11-26 01:02:03 (unquoted) reaches the module as the date alone
+    with pytest.raises(pw.WindowError, match=r"no time of day.*target_time='2026-11-26 01:02:03"):
+        pw.parse_time("2026-11-26")
+
+
+def test_a_time_that_is_not_one_is_refused():
+    with pytest.raises(pw.WindowError, match="ISO 8601"):
+        pw.parse_time("2026-11-26 25:61:00")
