@@ -128,6 +128,25 @@ def since_pitr_target() -> float | None:
     return age_seconds(datetime.fromisoformat(PITR_TARGET.read_text().strip()))
 
 
+BREACH_DIR = ROOT / "reports/breach-drill"
+
+
+def newest_incident_record(since: float) -> dict | None:
+    """What breach.yml recorded after `since`: its RTO, the manual steps still open, the set restored."""
+    records = [p for p in (ROOT / "reports").glob("incident-*/record.json") if p.stat().st_mtime >= since]
+    if not records:
+        return None
+    record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
+    return {
+        "rto_seconds": record.get("rto_seconds"),
+        "contained_seconds": record.get("contained_seconds"),
+        "manual_steps_open": record.get("manual_steps_open"),
+        "restored_set": record.get("restored_set"),
+        # the playbook goes on after the bot trades again (the sweep, the record): not outage
+        "verified_at": record.get("trading_at"),
+    }
+
+
 def in_prod(script: str) -> list[str]:
     return ["podman", "exec", "drlab-prod", "bash", "-c", script]
 
@@ -389,6 +408,41 @@ def scenarios() -> dict[str, Scenario]:
                     at_dns_name,
                 ],
                 rpo=newest_offsite_age,
+            ),
+            Scenario(
+                name="key_compromise",
+                title="Key compromise: every secret rotated, new wallet, restored from the set before the breach",
+                plan_section="2.3",
+                phases=[
+                    *failover_prepare[:4],
+                    Phase(
+                        "prepare: the breach begins; the operator's new provider keys",
+                        ["bash", "-c", f"sleep 1 && {python_bin()} -m mojorust_dr.breachprep {BREACH_DIR} && sleep 1"],
+                        "prepare",
+                    ),
+                    Phase(
+                        "disaster: a stolen key is used on the host (left in root's shell history)",
+                        in_prod(
+                            "echo \"curl 'https://mainnet.helius-rpc.com/?api-key=$(sed -n 's/^HELIUS_API_KEY=//p'"
+                            f" {BOT_HOME}/.env)'\" >> /root/.bash_history"
+                        ),
+                        "disaster",
+                    ),
+                    Phase(
+                        "breach.yml",
+                        [
+                            "bash",
+                            "-c",
+                            " ".join(ansible_playbook("playbooks/breach.yml"))
+                            + f" -e \"breach_time='$(cat {BREACH_DIR}/breach-time)'\" -e @{BREACH_DIR}/new-keys.yml"
+                            " -e key_rotation_confirm_manual=HELIUS_API_KEY,QUICKNODE_API_KEY,TELEGRAM_BOT_TOKEN"
+                            " -e key_rotation_send_transfer=true",
+                        ],
+                        detail=newest_incident_record,
+                    ),
+                    verify,
+                ],
+                rpo=newest_set_age,
             ),
         ]
     }

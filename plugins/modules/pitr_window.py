@@ -76,12 +76,12 @@ archived_wal:
 """
 
 import json
-import re
 import subprocess
 import time
 from datetime import UTC, datetime
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mojorust.dr.plugins.module_utils.moment import MomentError, parse_moment
 
 
 class WindowError(Exception):
@@ -89,20 +89,11 @@ class WindowError(Exception):
 
 
 def parse_time(text: str) -> float:
-    """An ISO 8601 moment (a space or T between date and time; no zone means UTC) as epoch seconds. A date alone is
-    refused: it is what is left when `-e target_time=2026-11-26 01:02:03` loses its time to Ansible's k=v parsing."""
-    if not re.search(r"\d[ T]\d{1,2}:\d{2}", text.strip()):
-        raise WindowError(
-            f"target_time {text!r} has no time of day. Give date and time, quoted as one value: "
-            "-e \"target_time='2026-11-26 01:02:03+00:00'\" or -e target_time=2026-11-26T01:02:03+00:00"
-        )
+    """An ISO 8601 moment (no zone means UTC; a date alone is refused) as epoch seconds."""
     try:
-        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
-    except ValueError as error:
-        raise WindowError(f"target_time {text!r} is not a time: use ISO 8601 (2026-11-26 01:02:03+00:00)") from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return parse_moment(text).timestamp()
+    except MomentError as error:
+        raise WindowError(str(error)) from error
 
 
 def text_of(epoch: float | None) -> str:

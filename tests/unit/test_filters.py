@@ -261,3 +261,26 @@ def test_portfolio_drift_negative_reference_uses_its_magnitude():
 def test_portfolio_drift_keeps_the_order_of_the_values():
     result = portfolio_drift({"z": 1, "a": 2, "m": 100}, 100, 0.0)
     assert [line.split(" ", 1)[0] for line in result] == ["z", "a"]
+
+
+# ------------------------------------------------------------------------------------------- moment_set_id
+@pytest.mark.parametrize(
+    ("text", "set_id"),
+    [
+        ("2026-11-26 01:02:03+00:00", "20261126T010203Z"),
+        ("2026-11-26T02:02:03+01:00", "20261126T010203Z"),
+        ("2026-11-26 01:02:03", "20261126T010203Z"),
+    ],
+)
+def test_a_moment_becomes_the_set_id_of_that_utc_time(text, set_id):
+    from ansible_collections.mojorust.dr.plugins.filter.moment import moment_set_id
+
+    assert moment_set_id(text) == set_id
+
+
+def test_a_date_alone_is_no_breach_time():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.mojorust.dr.plugins.filter.moment import moment_set_id
+
+    with pytest.raises(AnsibleFilterError, match="breach_time '2026-11-26' has no time of day"):
+        moment_set_id("2026-11-26")

@@ -161,3 +161,22 @@ def test_drift_empty_table_against_the_set():
     assert db_probe.drift({"public.trades": EXPECTED["public.trades"]}, probe) == [
         "public.trades: 0 rows, the set 120 (-120)"
     ]
+
+
+# ------------------------------------------------------------------------------------------- vault_update
+def test_vault_update_sets_dotted_keys_and_returns_the_previous_values():
+    from ansible_collections.mojorust.dr.plugins.modules import vault_update
+
+    data = {"vault_env": {"HELIUS_API_KEY": "old-h", "QUICKNODE_API_KEY": "old-q"}, "db": "old-db"}
+    changed, previous = vault_update.update(data, {"vault_env.HELIUS_API_KEY": "new-h", "db": "old-db"}, False)
+    assert changed == ["vault_env.HELIUS_API_KEY"] and previous == {"vault_env.HELIUS_API_KEY": "old-h"}
+    assert data == {"vault_env": {"HELIUS_API_KEY": "new-h", "QUICKNODE_API_KEY": "old-q"}, "db": "old-db"}
+
+
+def test_vault_update_refuses_a_key_that_is_not_there_unless_told():
+    from ansible_collections.mojorust.dr.plugins.modules import vault_update
+
+    with pytest.raises(vault_update.VaultError, match="HELIUS_APIKEY is not in the vault file"):
+        vault_update.update({"vault_env": {"HELIUS_API_KEY": "x"}}, {"vault_env.HELIUS_APIKEY": "y"}, False)
+    data: dict = {}
+    assert vault_update.update(data, {"a.b": 1}, True) == (["a.b"], {"a.b": None}) and data == {"a": {"b": 1}}

@@ -1,0 +1,51 @@
+"""Filters of the breach response: revocation steps for the incident record (names, never values), and the public
+key of a solana-keygen keypair."""
+
+from __future__ import annotations
+
+from ansible_collections.mojorust.dr.plugins.modules.solana_wallet import b58encode
+
+
+def revocation_step(result: dict) -> dict:
+    """One API revocation (a uri loop result) as a step of the incident record."""
+    secret, status = result.get("item", {}), result.get("status", -1)
+    done = status in (200, 201, 204)
+    return {
+        "name": secret.get("name"),
+        "provider": secret.get("provider"),
+        "method": "api",
+        "done": done,
+        "detail": f"HTTP {status}" if status != -1 else (result.get("msg") or "no answer"),
+    }
+
+
+def manual_step(secret: dict, confirmed: list) -> dict:
+    """One manual revocation: done only when the operator confirmed it."""
+    done = secret.get("name") in confirmed
+    return {
+        "name": secret.get("name"),
+        "provider": secret.get("provider"),
+        "method": "manual",
+        "done": done,
+        "detail": ("confirmed by the operator: " if done else "OPEN, not confirmed: ") + secret.get("how", ""),
+    }
+
+
+def unchanged_secrets(new: dict, current: dict) -> list:
+    """Names whose new value is the stolen one."""
+    return sorted(name for name, value in new.items() if current.get(name) == value)
+
+
+def wallet_pubkey(keypair: list) -> str:
+    """Base58 public key of a solana-keygen keypair (its last 32 numbers)."""
+    return b58encode(bytes(keypair[32:64]))
+
+
+class FilterModule:
+    def filters(self) -> dict:
+        return {
+            "revocation_step": revocation_step,
+            "manual_step": manual_step,
+            "unchanged_secrets": unchanged_secrets,
+            "wallet_pubkey": wallet_pubkey,
+        }
