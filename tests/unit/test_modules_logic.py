@@ -165,7 +165,7 @@ def test_drift_empty_table_against_the_set():
 
 # ------------------------------------------------------------------------------------------- vault_update
 def test_vault_update_sets_dotted_keys_and_returns_the_previous_values():
-    from ansible_collections.mojorust.dr.plugins.modules import vault_update
+    from ansible_collections.mojorust.dr.plugins.module_utils import vault_values as vault_update
 
     data = {"vault_env": {"HELIUS_API_KEY": "old-h", "QUICKNODE_API_KEY": "old-q"}, "db": "old-db"}
     changed, previous = vault_update.update(data, {"vault_env.HELIUS_API_KEY": "new-h", "db": "old-db"}, False)
@@ -174,7 +174,7 @@ def test_vault_update_sets_dotted_keys_and_returns_the_previous_values():
 
 
 def test_vault_update_refuses_a_key_that_is_not_there_unless_told():
-    from ansible_collections.mojorust.dr.plugins.modules import vault_update
+    from ansible_collections.mojorust.dr.plugins.module_utils import vault_values as vault_update
 
     with pytest.raises(vault_update.VaultError, match="HELIUS_APIKEY is not in the vault file"):
         vault_update.update({"vault_env": {"HELIUS_API_KEY": "x"}}, {"vault_env.HELIUS_APIKEY": "y"}, False)
