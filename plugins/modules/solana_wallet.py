@@ -78,19 +78,13 @@ signature: {description: The transaction's signature in base58 (its id on chain)
 import base64
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mojorust.dr.plugins.module_utils.backupset import base58
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 SYSTEM_PROGRAM = bytes(32)
 TRANSFER = 2  # SystemInstruction::Transfer
-
-
-def b58encode(data: bytes) -> str:
-    number = int.from_bytes(data, "big")
-    text = ""
-    while number:
-        number, rest = divmod(number, 58)
-        text = ALPHABET[rest] + text
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + text
+# Base58 encoding is the one the backup sets use for the wallet's public key.
+b58encode = base58
 
 
 def b58decode(text: str) -> bytes:
