@@ -25,7 +25,7 @@ def prepare(directory: Path) -> None:
     path = directory / "new-keys.yml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write("key_rotation_new:\n" + "".join(f'  {k}: "{v}"\n' for k, v in keys.items()))
+        out.write("---\nkey_rotation_new:\n" + "".join(f'  {k}: "{v}"\n' for k, v in keys.items()))
 
 
 if __name__ == "__main__":
