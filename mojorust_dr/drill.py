@@ -418,6 +418,12 @@ def scenarios() -> dict[str, Scenario]:
                 plan_section="2.3",
                 phases=[
                     *failover_prepare[:4],
+                    # The warm standby holds the same .env and wallet: breach.yml rotates and sweeps it too.
+                    Phase(
+                        "prepare: a warm standby streams from prod",
+                        ansible_playbook("playbooks/replication.yml"),
+                        "prepare",
+                    ),
                     Phase(
                         "prepare: the breach begins; the operator's new provider keys",
                         ["bash", "-c", f"sleep 1 && {python_bin()} -m mojorust_dr.breachprep {BREACH_DIR} && sleep 1"],
