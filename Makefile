@@ -20,7 +20,7 @@ export DRLAB_PROVISIONED_IMAGE = localhost/drlab-provisioned:current
 export DRLAB_OFFSITE_IMAGE = localhost/drlab-offsite:current
 export DRLAB_DNS_IMAGE = localhost/drlab-dns:current
 
-.PHONY: help setup host-packages images lab lab-down lab-test lint unit molecule test drill lock clean
+.PHONY: help setup host-packages images lab lab-down lab-test lint unit molecule test drill bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ test: lint unit molecule lab-test ## lint, unit tests, every Molecule scenario a
 
 drill: lab ## run every disaster drill against the lab; reports/drill-<UTC>.{json,md,html,junit.xml}, summary to Telegram
 	$(BIN)/mojorust-dr drill --all --telegram lab
+
+bench: images ## recovery speed vs the usual tools (issue 8) on own drbench-* containers; SCALE=95 (1.5 GB) RUNS=3 KEEP=1
+	$(BIN)/python bench/bench.py $(if $(SCALE),--scale $(SCALE)) $(if $(RUNS),--runs $(RUNS)) $(if $(KEEP),--keep)
 
 lock: ## re-pin constraints.txt from requirements.in in a throwaway venv
 	rm -rf /tmp/mojorust-lock && python3 -m venv /tmp/mojorust-lock
