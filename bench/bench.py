@@ -31,8 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collections"))  # this clone as mojorust.dr
 
 import benchlib
+from ansible_collections.mojorust.dr.plugins.module_utils.backupset import (
+    TABLE_CHECKSUM_DEFAULT,
+    TABLE_CHECKSUM_SQL,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -577,9 +582,7 @@ class Bench:
         )
         decrypt = f"gpg --homedir /dev/shm/drbench-gnupg --batch -q -d {SCRATCH}/plain.dump.zst.gpg 2>/dev/null | wc -c"
         # The query mojorust-backup runs on every table beside the dump (and backup_restore after the restore).
-        checksum_sql = (
-            "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text"
-        )
+        checksum_sql = TABLE_CHECKSUM_SQL[TABLE_CHECKSUM_DEFAULT].removesuffix(" FROM {} t")
         tables = sql(
             "SELECT string_agg(quote_ident(schemaname) || '.' || quote_ident(tablename), ' ') FROM pg_tables "
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"

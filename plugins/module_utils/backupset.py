@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.request
@@ -338,9 +339,20 @@ def sha256_file(path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- database
-TABLE_STATS_SQL = (
-    "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text FROM {} t"
-)
+# Row count and an order-independent content checksum per table: the sum of a 64-bit hash of every row.
+# hash_record_extended (PostgreSQL 14+) hashes each column's binary value with the type's own hash function: about
+# 3.5x faster than md5 of the row's text (9.5 M rows: 7 s against 26 s). A table with a column type that has no
+# hash function (json, point, xml) falls back to md5 of the row's text; a set records each table's algorithm, and a
+# set made before this change (no "algorithm" field) was made with md5.
+TABLE_CHECKSUM_SQL = {
+    "hash_record_extended": "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text FROM {} t",
+    "md5": (
+        "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text FROM {} t"
+    ),
+}
+TABLE_CHECKSUM_DEFAULT = "hash_record_extended"
+UNDEFINED_FUNCTION = "42883"  # SQLSTATE of "could not identify an extended hash function for type ..."
+TABLE_CHECKSUM_LEGACY = "md5"
 
 
 def pg_client_args(cfg: Config) -> list[str]:
@@ -362,10 +374,13 @@ def db_connect(cfg: Config, password: str, dbname: str | None = None):
     )
 
 
-def table_stats(conn) -> dict[str, dict]:
-    """Row count and an order-independent content checksum of every user table, in the current snapshot."""
+def table_stats(conn, algorithms: dict[str, str] | None = None) -> dict[str, dict]:
+    """Row count and an order-independent content checksum of every user table, in the current snapshot (the
+    connection's transaction). algorithms names the checksum per table (a set's manifest, to compare with it);
+    any other table gets hash_record_extended, or md5 where a column type cannot be hashed."""
     from psycopg2 import sql
 
+    algorithms = algorithms or {}
     stats = {}
     with conn.cursor() as cur:
         cur.execute(
@@ -373,10 +388,33 @@ def table_stats(conn) -> dict[str, dict]:
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
         )
         for schema, table in cur.fetchall():
-            cur.execute(sql.SQL(TABLE_STATS_SQL).format(sql.Identifier(schema, table)))
+            name = f"{schema}.{table}"
+            wanted = algorithms.get(name)
+            candidates = [wanted] if wanted else [TABLE_CHECKSUM_DEFAULT, TABLE_CHECKSUM_LEGACY]
+            for position, algorithm in enumerate(candidates):
+                query = sql.SQL(TABLE_CHECKSUM_SQL[algorithm]).format(sql.Identifier(schema, table))
+                if position + 1 == len(candidates):
+                    cur.execute(query)
+                    break
+                # A savepoint, so that "could not identify a hash function" leaves the snapshot usable.
+                cur.execute("SAVEPOINT mojorust_checksum")
+                try:
+                    cur.execute(query)
+                except Exception as error:  # psycopg2.Error; only a missing hash function means "try the next"
+                    if getattr(error, "pgcode", None) != UNDEFINED_FUNCTION:
+                        raise
+                    cur.execute("ROLLBACK TO SAVEPOINT mojorust_checksum")
+                    continue
+                cur.execute("RELEASE SAVEPOINT mojorust_checksum")
+                break
             rows, checksum = cur.fetchone()
-            stats[f"{schema}.{table}"] = {"rows": int(rows), "checksum": checksum}
+            stats[name] = {"rows": int(rows), "checksum": checksum, "algorithm": algorithm}
     return stats
+
+
+def checksum_algorithms(tables: dict[str, dict]) -> dict[str, str]:
+    """Each table's checksum algorithm in a manifest (md5 for sets made before the field existed)."""
+    return {name: stat.get("algorithm", TABLE_CHECKSUM_LEGACY) for name, stat in tables.items()}
 
 
 def probe_tables(cfg: Config, password: str, names: list[str]) -> dict:
@@ -1078,42 +1116,60 @@ def restore_database(
     set_info: SetInfo, gnupg_home: str, cfg: Config, password: str, target_db: str, jobs: int = 1
 ) -> dict:
     """pg_restore the set's dump into target_db (which must exist and be empty), then compare every table with
-    the manifest. jobs 1 streams (no plaintext on disk); more decompress to a private scratch file first."""
+    the manifest. jobs 1 streams (no plaintext on disk); more decompress to a private scratch file first. The dump
+    is read once: its size and sha256 are checked against the manifest on the way (so a restore needs no separate
+    "contents" pass over the dump), and a mismatch fails the restore before any caller swaps it in."""
     manifest = decrypt_manifest(set_info.tar, gnupg_home)
+    expected_dump = (manifest["database"]["size"], manifest["database"]["sha256"])
     started = time.monotonic()
     env = dict(os.environ, PGPASSWORD=password)
     restore = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", *pg_client_args(cfg), "--dbname", target_db]
-    if jobs <= 1:
-        pipeline, feeder = _decrypt_member(
-            set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]], stdout=None
-        )
-        # The last stage feeds pg_restore; run it as a separate process reading that stdout.
-        proc = subprocess.run(restore, stdin=pipeline.procs[-1].stdout, capture_output=True, env=env)
+    digest = hashlib.sha256()
+    pipeline, feeder = _decrypt_member(set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
+
+    def dump_checked(size: int) -> None:
         feeder.join()
         pipeline.wait("restore")
-        if proc.returncode != 0:
-            raise BackupError("restore", f"pg_restore failed: {proc.stderr.decode(errors='replace').strip()}")
-    else:
-        scratch = os.path.join(cfg.backup_dir, f".restore-{set_info.id}-{os.getpid()}")
-        os.mkdir(scratch, 0o700)
-        try:
-            dump_path = os.path.join(scratch, "db.dump")
-            with open(dump_path, "wb") as out:
-                pipeline, feeder = _decrypt_member(
-                    set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]], stdout=out
-                )
-                feeder.join()
-                pipeline.wait("restore")
-            proc = subprocess.run([*restore, f"--jobs={jobs}", dump_path], capture_output=True, env=env)
-            if proc.returncode != 0:
-                raise BackupError("restore", f"pg_restore failed: {proc.stderr.decode(errors='replace').strip()}")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if (size, digest.hexdigest()) != expected_dump:
+            raise BackupError("restore", "the set's database dump does not match its manifest; use another set")
+
+    def pg_restore_failed(stderr) -> BackupError:
+        stderr.seek(0)
+        return BackupError("restore", f"pg_restore failed: {stderr.read().decode(errors='replace').strip()}")
+
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: pg_restore can never block on its messages
+        if jobs <= 1:
+            proc = subprocess.Popen(restore, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+            size = -1
+            try:
+                size = pump(pipeline.procs[-1].stdout, proc.stdin, digest)
+            except BrokenPipeError:
+                pipeline.kill()  # pg_restore stopped reading: its message says why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+            if proc.wait() != 0:
+                pipeline.kill()
+                raise pg_restore_failed(stderr)
+            dump_checked(size)
+        else:
+            scratch = os.path.join(cfg.backup_dir, f".restore-{set_info.id}-{os.getpid()}")
+            os.mkdir(scratch, 0o700)
+            try:
+                dump_path = os.path.join(scratch, "db.dump")
+                with open(dump_path, "wb") as out:
+                    size = pump(pipeline.procs[-1].stdout, out, digest)
+                dump_checked(size)
+                proc = subprocess.run([*restore, f"--jobs={jobs}", dump_path], stderr=stderr, env=env)
+                if proc.returncode != 0:
+                    raise pg_restore_failed(stderr)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     engine_seconds = round(time.monotonic() - started, 3)
     conn = db_connect(cfg, password, target_db)
     try:
         conn.set_session(readonly=True)
-        actual = table_stats(conn)
+        actual = table_stats(conn, checksum_algorithms(manifest["database"]["tables"]))
     finally:
         conn.close()
     problems = compare_tables(manifest["database"]["tables"], actual)

@@ -305,6 +305,80 @@ def test_compare_tables_names_every_difference_in_table_order():
     ]
 
 
+class _PgError(Exception):
+    def __init__(self, pgcode: str):
+        super().__init__(f"pgcode {pgcode}")
+        self.pgcode = pgcode
+
+
+class _ChecksumCursor:
+    """Stands in for a psycopg2 cursor: two tables; hash_record_extended fails with the given SQLSTATE on
+    public.events (a json column, in real life); every statement is kept."""
+
+    def __init__(self, hash_error: str = bs.UNDEFINED_FUNCTION):
+        self.hash_error = hash_error
+        self.statements: list[str] = []
+        self.result = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, query):
+        text = repr(query)
+        self.statements.append(text)
+        if "pg_tables" in text:
+            self.result = [("public", "events"), ("public", "trades")]
+        elif "hash_record_extended" in text and "events" in text:
+            raise _PgError(self.hash_error)
+        elif "FROM" in text:
+            self.result = [(7 if "events" in text else 3, "hash" if "hash_record" in text else "md5sum")]
+
+    def fetchall(self):
+        return self.result
+
+    def fetchone(self):
+        return self.result[0]
+
+
+class _ChecksumConn:
+    def __init__(self, cursor):
+        self._cursor = cursor
+
+    def cursor(self):
+        return self._cursor
+
+
+def test_table_stats_uses_the_fast_hash_and_falls_back_to_md5_per_table():
+    cursor = _ChecksumCursor()
+    stats = bs.table_stats(_ChecksumConn(cursor))
+    assert stats == {
+        "public.events": {"rows": 7, "checksum": "md5sum", "algorithm": "md5"},
+        "public.trades": {"rows": 3, "checksum": "hash", "algorithm": "hash_record_extended"},
+    }
+    # The failed attempt is rolled back to its savepoint, so the snapshot stays usable for the next table.
+    assert sum("ROLLBACK TO SAVEPOINT" in s for s in cursor.statements) == 1
+
+
+def test_table_stats_computes_what_the_manifest_says_each_table_used():
+    cursor = _ChecksumCursor()
+    stats = bs.table_stats(_ChecksumConn(cursor), {"public.events": "md5", "public.trades": "md5"})
+    assert {name: stat["algorithm"] for name, stat in stats.items()} == {"public.events": "md5", "public.trades": "md5"}
+    assert not any("hash_record_extended" in s or "SAVEPOINT" in s for s in cursor.statements)
+
+
+def test_table_stats_raises_on_a_damaged_table_instead_of_falling_back():
+    with pytest.raises(_PgError):
+        bs.table_stats(_ChecksumConn(_ChecksumCursor(hash_error="XX001")))
+
+
+def test_checksum_algorithms_of_a_set_made_before_the_field_existed_are_md5():
+    tables = {"public.a": {"rows": 1, "checksum": "1"}, "public.b": {"rows": 1, "checksum": "2", "algorithm": "x"}}
+    assert bs.checksum_algorithms(tables) == {"public.a": "md5", "public.b": "x"}
+
+
 def test_fingerprint_is_first_16_hex_of_sha256():
     assert bs.fingerprint("") == "e3b0c44298fc1c14"
     assert bs.fingerprint("helius-key") == hashlib.sha256(b"helius-key").hexdigest()[:16]
@@ -807,3 +881,78 @@ def test_check_stale_alerts_and_exits_non_zero(tmp_path, monkeypatch, capsys):
     bs._write_status(bs.Config(backup_dir=str(tmp_path)), {"last_success_at": datetime.now(UTC).isoformat()})
     assert bs.cli_main(argv) == 0
     assert "backups are fresh" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------- restore
+FAKE_PG_RESTORE = """#!/bin/sh
+# pg_restore stand-in: keeps what it was given (stdin, or the dump file of --jobs), fails when told to.
+for arg; do case "$arg" in --jobs=*) jobs="$arg";; esac; last="$arg"; done
+if [ -n "$jobs" ]; then cp "$last" "$FAKE_PG_OUT"; else cat > "$FAKE_PG_OUT"; fi
+echo "$jobs" > "$FAKE_PG_OUT.jobs"
+if [ -n "$FAKE_PG_FAIL" ]; then echo "pg_restore: error: $FAKE_PG_FAIL" >&2; exit 1; fi
+"""
+
+
+@pytest.fixture
+def fake_pg_restore(tmp_path, monkeypatch):
+    """pg_restore on PATH is the stand-in; the restored database 'has' the manifest's tables."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "pg_restore"
+    script.write_text(FAKE_PG_RESTORE)
+    script.chmod(0o755)
+    out = tmp_path / "restored.dump"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PG_OUT", str(out))
+
+    class FakeConn:
+        def set_session(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    seen = {}
+
+    def fake_stats(conn, algorithms=None):
+        seen["algorithms"] = algorithms
+        return json.loads(json.dumps(TABLES))
+
+    monkeypatch.setattr(bs, "db_connect", lambda *args, **kwargs: FakeConn())
+    monkeypatch.setattr(bs, "table_stats", fake_stats)
+    return out, seen
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_restore_feeds_pg_restore_the_dump_read_once_and_checked(gpg_keys, tmp_path, fake_pg_restore, jobs):
+    out, seen = fake_pg_restore
+    the_set = build_set(gpg_keys, tmp_path / "set")
+    cfg = make_cfg(gpg_keys, tmp_path / "set")
+    result = bs.restore_database(the_set, str(gpg_keys.operator_home), cfg, "pw", "trading_db_restore_x", jobs)
+    assert out.read_bytes() == DB_BYTES
+    assert Path(f"{out}.jobs").read_text().strip() == ("" if jobs == 1 else f"--jobs={jobs}")
+    assert result["tables"] == TABLES
+    # Each table is checked with the algorithm the set recorded (md5 for this set, made without the field).
+    assert seen["algorithms"] == {name: "md5" for name in TABLES}
+    assert [p for p in os.listdir(cfg.backup_dir) if p.startswith(".restore-")] == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_restore_of_a_dump_that_differs_from_its_manifest_fails(gpg_keys, tmp_path, fake_pg_restore, jobs):
+    wrong = build_set(gpg_keys, tmp_path / "set", edit_manifest=_wrong_db_sha)
+    cfg = make_cfg(gpg_keys, tmp_path / "set")
+    with pytest.raises(bs.BackupError) as caught:
+        bs.restore_database(wrong, str(gpg_keys.operator_home), cfg, "pw", "trading_db_restore_x", jobs)
+    assert caught.value.check == "restore"
+    assert "does not match its manifest; use another set" in caught.value.message
+    assert [p for p in os.listdir(cfg.backup_dir) if p.startswith(".restore-")] == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_restore_says_why_pg_restore_failed(gpg_keys, tmp_path, fake_pg_restore, monkeypatch, jobs):
+    monkeypatch.setenv("FAKE_PG_FAIL", "could not execute query: disk full")
+    the_set = build_set(gpg_keys, tmp_path / "set")
+    cfg = make_cfg(gpg_keys, tmp_path / "set")
+    with pytest.raises(bs.BackupError) as caught:
+        bs.restore_database(the_set, str(gpg_keys.operator_home), cfg, "pw", "trading_db_restore_x", jobs)
+    assert caught.value.message == "pg_restore failed: pg_restore: error: could not execute query: disk full"
