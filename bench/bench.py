@@ -7,7 +7,8 @@ drbench=1), deploys the backup tools and pgBackRest with the collection's playbo
 trading_db with pgbench (scale SCALE) plus the bot's own trades table, then measures, each RUNS times, interleaved
 so the machine's noise falls on every method alike:
   backup   ours (mojorust-backup create, as the timer runs it), pg_dump | gzip | gpg, pg_dump -Fc, pgBackRest full
-  restore  db_restore.yml end to end, gpg -d | gunzip | psql, pg_restore -j, pgbackrest restore + start
+  restore  db_restore.yml end to end, gpg -d | gunzip | psql, pg_restore -j (the logical path); pgbackrest restore
+           + start, pitr.yml -e target_time=latest end to end (the physical path)
   limits   read of the data directory, pg_dump alone, zstd, gpg
   ansible  verify.yml and a no-change vps_setup.yml rerun (podman exec; and over SSH with pipelining/ControlPersist)
 and reads the RTO/RPO of the recovery paths from reports/drill-*.json. Writes bench/results-<UTC>.json and
@@ -484,7 +485,12 @@ class Bench:
                 "drbench_pgr",
                 accounts,
             )
+            # Both physical restores start from the same full backup, taken now (not timed), so neither replays the
+            # WAL of the logical restores above.
+            log(f"pgBackRest full backup for the physical restores, run {n}/{self.runs} (not timed) ...")
+            in_prod("pgbackrest --stanza=main --repo=1 --type=full backup", user="postgres")
             self.pgbackrest_restore(n, accounts)
+            self.pitr_restore(n, accounts)
         self.entry("restore", "ours", "ours: db_restore.yml end to end", "ours (db_restore.yml)")
         self.entry("restore", "naive", "gpg -d | gunzip | psql (plan's naive)", "gpg|gunzip|psql")
         self.entry(
@@ -497,7 +503,43 @@ class Bench:
             "pgbackrest restore+start",
             basis=self.results["database"].get("cluster_bytes"),
         )
+        self.entry(
+            "restore",
+            "ours_physical",
+            "ours: pitr.yml -e target_time=latest end to end",
+            "ours (pitr.yml latest)",
+            basis=self.results["database"].get("cluster_bytes"),
+        )
         self.drop_operator_key()
+
+    def pitr_restore(self, n: int, accounts: int) -> None:
+        """Our physical path: pitr.yml to the end of the archive (pgBackRest restore beside, replay, verify, swap),
+        against `pgbackrest restore` + start of the same base backup. No base backup after it (that runs in the
+        background in production, after the bot is back); the replaced data directory it keeps is removed."""
+        log(f"restore ours physical (pitr.yml latest), run {n}/{self.runs} ...")
+        seconds, out = playbook(
+            "pitr.yml",
+            f"pitr-{n}",
+            {"target_time": "latest", "pitr_backup_after": False},
+            env={"ANSIBLE_FORCE_COLOR": "0"},
+        )
+        parsed = benchlib.parse_pitr(out)
+        got = int(sql("SELECT count(*) FROM pgbench_accounts"))
+        in_prod(f"rm -rf {DATA_DIR}_before_*")
+        if got != accounts:
+            raise BenchError(f"restore ours physical: {got} accounts instead of {accounts}")
+        self.add(
+            "restore",
+            "ours_physical",
+            seconds,
+            bot_down_seconds=parsed["bot_down_seconds"],
+            phases=parsed["phases"],
+            slowest_tasks=benchlib.parse_profile_tasks(out)[:8],
+        )
+        log(
+            f"restore ours physical, run {n}/{self.runs}: {seconds:.1f} s end to end, bot down "
+            f"{parsed['bot_down_seconds']} s"
+        )
 
     def import_operator_key(self) -> None:
         import yaml  # the venv's PyYAML

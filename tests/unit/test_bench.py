@@ -86,6 +86,18 @@ def test_parse_db_restore():
     assert parsed["phases"] == {"verify": 3.1, "probe": 1.5, "stop": 0.8, "restore": 6.2, "swap": 1.0, "start": 3.4}
 
 
+def test_parse_pitr():
+    text = (
+        "ok: [prod] =>\n    msg:\n    - trading_db recovered to latest\n"
+        "    - 'bot down 4.21 s; phases (s): {''window'': 1.2, ''restore'': 5.5, ''recover'': 3.0,"
+        " ''start_bot'': 2.1}'\n"
+    )
+    parsed = benchlib.parse_pitr(text)
+    assert parsed["bot_down_seconds"] == 4.21
+    assert parsed["phases"] == {"window": 1.2, "restore": 5.5, "recover": 3.0, "start_bot": 2.1}
+    assert benchlib.parse_pitr("nothing") == {"bot_down_seconds": None, "phases": {}}
+
+
 def test_parse_db_restore_without_report():
     assert benchlib.parse_db_restore("nothing") == {"bot_down_seconds": None, "engine_seconds": None, "phases": {}}
 
@@ -124,7 +136,8 @@ def _results():
             "ours": _entry(22.0),
             "naive": _entry(120.0),
             "pg_restore_j": _entry(18.0),
-            "pgbackrest": _entry(20.0),
+            "pgbackrest": _entry(8.0),
+            "ours_physical": _entry(12.0),
         },
         "ansible": {"verify": _entry(4.0), "vps_setup_rerun": _entry(70.0)},
         "recovery_paths": {
@@ -145,8 +158,10 @@ def test_evaluate_targets():
     assert targets["backup: ours / pgBackRest full"]["met"] is True
     assert targets["backup: naive / ours"]["value"] == 6.0
     assert targets["backup: naive / ours"]["met"] is True
-    restore = targets["restore: ours end to end / fastest engine"]
-    assert (restore["value"], restore["met"]) == (1.22, True)
+    logical = targets["restore, logical set: db_restore.yml / pg_restore -j"]
+    assert (logical["value"], logical["met"]) == (1.22, True)
+    physical = targets["restore, physical: pitr.yml latest / pgbackrest restore"]
+    assert (physical["value"], physical["met"]) == (1.5, False)
     assert targets["restore: naive / ours"]["value"] == 5.45
     assert targets["verify.yml, one host"]["met"] is True
     assert targets["vps_setup.yml no-change rerun"]["met"] is False
