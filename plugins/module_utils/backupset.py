@@ -380,6 +380,11 @@ def table_stats(conn, algorithms: dict[str, str] | None = None) -> dict[str, dic
     any other table gets hash_record_extended, or md5 where a column type cannot be hashed."""
     from psycopg2 import sql
 
+    def checksum(cur, schema: str, table: str, algorithm: str) -> tuple[int, str]:
+        cur.execute(sql.SQL(TABLE_CHECKSUM_SQL[algorithm]).format(sql.Identifier(schema, table)))
+        rows, value = cur.fetchone()
+        return int(rows), value
+
     algorithms = algorithms or {}
     stats = {}
     with conn.cursor() as cur:
@@ -389,26 +394,23 @@ def table_stats(conn, algorithms: dict[str, str] | None = None) -> dict[str, dic
         )
         for schema, table in cur.fetchall():
             name = f"{schema}.{table}"
-            wanted = algorithms.get(name)
-            candidates = [wanted] if wanted else [TABLE_CHECKSUM_DEFAULT, TABLE_CHECKSUM_LEGACY]
-            for position, algorithm in enumerate(candidates):
-                query = sql.SQL(TABLE_CHECKSUM_SQL[algorithm]).format(sql.Identifier(schema, table))
-                if position + 1 == len(candidates):
-                    cur.execute(query)
-                    break
+            algorithm = algorithms.get(name)
+            if algorithm:
+                rows, value = checksum(cur, schema, table, algorithm)
+            else:
                 # A savepoint, so that "could not identify a hash function" leaves the snapshot usable.
                 cur.execute("SAVEPOINT mojorust_checksum")
                 try:
-                    cur.execute(query)
-                except Exception as error:  # psycopg2.Error; only a missing hash function means "try the next"
+                    algorithm = TABLE_CHECKSUM_DEFAULT
+                    rows, value = checksum(cur, schema, table, algorithm)
+                    cur.execute("RELEASE SAVEPOINT mojorust_checksum")
+                except Exception as error:  # psycopg2.Error; only a missing hash function means "use md5"
                     if getattr(error, "pgcode", None) != UNDEFINED_FUNCTION:
                         raise
                     cur.execute("ROLLBACK TO SAVEPOINT mojorust_checksum")
-                    continue
-                cur.execute("RELEASE SAVEPOINT mojorust_checksum")
-                break
-            rows, checksum = cur.fetchone()
-            stats[name] = {"rows": int(rows), "checksum": checksum, "algorithm": algorithm}
+                    algorithm = TABLE_CHECKSUM_LEGACY
+                    rows, value = checksum(cur, schema, table, algorithm)
+            stats[name] = {"rows": rows, "checksum": value, "algorithm": algorithm}
     return stats
 
 

@@ -335,11 +335,15 @@ class _ChecksumCursor:
             raise _PgError(self.hash_error)
         elif "FROM" in text:
             self.result = [(7 if "events" in text else 3, "hash" if "hash_record" in text else "md5sum")]
+        else:  # SAVEPOINT, RELEASE, ROLLBACK TO: no rows to fetch, as in psycopg2
+            self.result = None
 
     def fetchall(self):
         return self.result
 
     def fetchone(self):
+        if self.result is None:
+            raise RuntimeError("no results to fetch")
         return self.result[0]
 
 
