@@ -393,6 +393,15 @@ class Bench:
                 "s=$(cat /home/tradingbot/backups/LAST_GOOD); du -sb /home/tradingbot/backups/$s | cut -f1",
             ),
             (
+                # the same, at the previous default level (backup_zstd_level: 3), from a copy of the config
+                "ours_zstd3",
+                "tradingbot",
+                "python3 -c \"import json; c = json.load(open('/etc/mojorust-backup/config.json'));"
+                " c['zstd_level'] = 3; json.dump(c, open('/tmp/drbench-zstd3.json', 'w'))\""
+                " && /usr/local/bin/mojorust-backup create --owner drbench --config /tmp/drbench-zstd3.json",
+                "s=$(cat /home/tradingbot/backups/LAST_GOOD); du -sb /home/tradingbot/backups/$s | cut -f1",
+            ),
+            (
                 "naive",
                 "tradingbot",
                 DB_ENV + f"pg_dump {DB} trading_db | gzip | gpg --homedir {gnupg} --batch --trust-model always "
@@ -418,7 +427,7 @@ class Bench:
             for name, user, script, size_script in methods:
                 log(f"backup {name}, run {n}/{self.runs} ...")
                 extra = {}
-                if name == "ours":
+                if name.startswith("ours"):
                     seconds, lines = timed_lines(script, user)
                     extra["phases"] = benchlib.backup_phases(lines, seconds)
                 else:
@@ -427,7 +436,8 @@ class Bench:
                 self.add("backup", name, seconds, bytes=size, **extra)
                 log(f"backup {name}, run {n}/{self.runs}: {seconds:.1f} s, {size / benchlib.MIB:.0f} MiB")
         db_bytes = self.results["database"]["bytes"]
-        self.entry("backup", "ours", "ours: mojorust-backup create (set, zstd, gpg, signed)", "ours (set)")
+        self.entry("backup", "ours", "ours: mojorust-backup create (set, zstd -1, gpg, signed)", "ours (set)")
+        self.entry("backup", "ours_zstd3", "ours at backup_zstd_level 3", "ours, zstd -3")
         self.entry("backup", "naive", "pg_dump | gzip | gpg (plan's naive)", "pg_dump|gzip|gpg")
         self.entry("backup", "pg_dump_fc", "pg_dump -Fc (gzip, single thread)", "pg_dump -Fc")
         self.entry(
@@ -640,6 +650,8 @@ class Bench:
              "pg_dump -Fc -Z0 > /dev/null (one snapshot, one thread)", "pg_dump -Z0"),
             ("zstd", "tradingbot", f"zstd -q -3 -T0 -c {SCRATCH}/plain.dump | wc -c", plain,
              "zstd -3 -T0 of the dump", "zstd -3 -T0"),
+            ("zstd_1", "tradingbot", f"zstd -q -1 -T0 -c {SCRATCH}/plain.dump | wc -c", plain,
+             "zstd -1 -T0 of the dump (backup_zstd_level 1)", "zstd -1 -T0"),
             ("zstd_d", "tradingbot", f"zstd -q -d -c {SCRATCH}/plain.dump.zst | wc -c", plain,
              "zstd -d of it", "zstd -d"),
             ("gpg_encrypt", "tradingbot", encrypt, packed, "gpg --encrypt (no compression) of the zstd stream",

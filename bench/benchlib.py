@@ -25,7 +25,7 @@ TARGETS = {
 
 
 # Our own paths in a section (the others are the tools people would use instead).
-OURS = ("ours", "ours_physical")
+OURS = ("ours", "ours_zstd3", "ours_physical")
 
 
 def summarize(samples: Iterable[float]) -> dict:

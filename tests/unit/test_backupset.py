@@ -960,3 +960,17 @@ def test_restore_says_why_pg_restore_failed(gpg_keys, tmp_path, fake_pg_restore,
     with pytest.raises(bs.BackupError) as caught:
         bs.restore_database(the_set, str(gpg_keys.operator_home), cfg, "pw", "trading_db_restore_x", jobs)
     assert caught.value.message == "pg_restore failed: pg_restore: error: could not execute query: disk full"
+
+
+def test_the_archive_digest_taken_while_writing_is_the_file_sha256(tmp_path):
+    for name, size in (("a", 0), ("b", 5000), ("c", 3 * bs.CHUNK + 17)):
+        (tmp_path / name).write_bytes(os.urandom(size))
+    tar_path = tmp_path / "set.tar"
+    with open(tar_path, "wb") as raw:
+        hashing = bs._HashingWriter(raw)
+        with tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT, copybufsize=bs.CHUNK) as tar:
+            for name in ("a", "b", "c"):
+                tar.add(tmp_path / name, arcname=name)
+    assert hashing.digest.hexdigest() == bs.sha256_file(str(tar_path))
+    with tarfile.open(tar_path) as tar:
+        assert tar.getnames() == ["a", "b", "c"]
