@@ -367,8 +367,8 @@ TABLE_CHECKSUM_SQL = {
     ),
 }
 TABLE_CHECKSUM_DEFAULT = "hash_record_extended"
-UNDEFINED_FUNCTION = "42883"  # SQLSTATE of "could not identify an extended hash function for type ..."
 TABLE_CHECKSUM_LEGACY = "md5"
+UNDEFINED_FUNCTION = "42883"  # SQLSTATE of "could not identify an extended hash function for type ..."
 
 
 def pg_client_args(cfg: Config) -> list[str]:
