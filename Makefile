@@ -20,13 +20,16 @@ export DRLAB_PROVISIONED_IMAGE = localhost/drlab-provisioned:current
 export DRLAB_OFFSITE_IMAGE = localhost/drlab-offsite:current
 export DRLAB_DNS_IMAGE = localhost/drlab-dns:current
 
-.PHONY: help setup host-packages images lab lab-down lab-test lint unit molecule test drill bench lock clean
+.PHONY: help setup host-packages preflight images lab lab-down lab-test lint unit molecule test drill bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 host-packages:
 	@lab/bin/install-host-packages
+
+preflight: host-packages ## prove this machine can run the lab: podman+runc, DNS on a podman network, ulimits, disk
+	@lab/bin/preflight
 
 $(VENV)/.installed: constraints.txt requirements.in pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -38,7 +41,7 @@ $(VENV)/.installed: constraints.txt requirements.in pyproject.toml
 
 setup: host-packages $(VENV)/.installed ## install Debian packages and the pinned venv (.venv)
 
-images: setup ## build the lab images (only those whose files changed)
+images: preflight setup ## build the lab images (only those whose files changed), after the containers' preflight
 	@lab/bin/build-images
 
 lab: images ## bring the lab up (idempotent)
@@ -64,7 +67,8 @@ molecule: images ## every Molecule scenario
 	  echo "=== $$s passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
-lab-test: lab ## the lab's own services: off-site S3 (persistence, checksums, object lock) and DNS updates
+lab-test: lab ## the host set-up (packages a bare Debian 12 gets, preflight refusals) and the lab's own services
+	tests/lab/test_host_setup.sh
 	tests/lab/test_lab_services.sh
 
 test: lint unit molecule lab-test ## lint, unit tests, every Molecule scenario and the lab services' test
