@@ -366,9 +366,7 @@ def scenarios() -> dict[str, Scenario]:
                     Phase("prepare: the writer goes on for 70 s", ["sleep", "70"], "prepare"),
                     Phase(
                         "disaster: PostgreSQL killed (SIGKILL), its data directory lost",
-                        in_prod(
-                            "systemctl kill --signal=KILL postgresql@15-main; rm -rf /var/lib/postgresql/15/main/*"
-                        ),
+                        in_prod("systemctl kill --signal=KILL postgresql@15-main; rm -rf /var/lib/postgresql/15/main"),
                         "disaster",
                     ),
                     Phase(

@@ -26,13 +26,14 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tarfile
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +43,12 @@ MEMBERS = ("manifest.json.gpg", "db.dump.zst.gpg", "files.tar.zst.gpg")
 CHUNK = 1 << 20
 LAST_GOOD = "LAST_GOOD"
 STATUS_FILE = ".status.json"
+# The host's signature binds a set's id and host to its archive (hashed notations, covered by the signature): a set
+# renamed, or copied to another name or host, fails its signature check.
+NOTATION_SET_ID = "set-id@mojorust.dr"
+NOTATION_HOST = "host@mojorust.dr"
+# A set id later than now by more than this (clock skew) is refused: nothing made a set in the future.
+FUTURE_SKEW = timedelta(minutes=5)
 ENV_KEYS_FINGERPRINTED = (
     "HELIUS_API_KEY",
     "QUICKNODE_API_KEY",
@@ -168,11 +175,24 @@ def set_files(set_id: str) -> dict[str, str]:
     return {"tar": f"{base}.tar", "sha256": f"{base}.tar.sha256", "sig": f"{base}.tar.sig", "summary": f"{base}.json"}
 
 
-def list_sets(backup_dir: str) -> list[SetInfo]:
-    """Published sets, oldest first. Partial runs (.partial-*) and foreign entries are not sets."""
+def future_id_problem(set_id: str, now: datetime | None = None) -> str:
+    """Why an id cannot be a real set's (later than now beyond FUTURE_SKEW), or ''."""
+    now = now or now_utc()
+    if parse_id(set_id) > now + FUTURE_SKEW:
+        return (
+            f"set {set_id} is dated in the future (now is {now.strftime(ID_FORMAT)}): no backup made it; it was "
+            "planted or the host's clock is wrong. Use another set and find out where it came from"
+        )
+    return ""
+
+
+def list_sets(backup_dir: str, now: datetime | None = None) -> list[SetInfo]:
+    """Published sets, oldest first. Partial runs (.partial-*) and foreign entries are not sets; a set dated in the
+    future (see future_id_problem) or marked BAD is listed as not good, so `latest` never picks it."""
     sets = []
     if not os.path.isdir(backup_dir):
         return sets
+    now = now or now_utc()
     for name in sorted(os.listdir(backup_dir)):
         path = os.path.join(backup_dir, name)
         try:
@@ -194,7 +214,7 @@ def list_sets(backup_dir: str) -> list[SetInfo]:
                 created_at=summary.get("created_at", parse_id(name).isoformat()),
                 size=int(summary.get("size", 0)),
                 sha256=summary.get("sha256", ""),
-                good=not os.path.exists(os.path.join(path, "BAD")),
+                good=not os.path.exists(os.path.join(path, "BAD")) and not future_id_problem(name, now),
             )
         )
     return sets
@@ -249,26 +269,93 @@ def gpg_encrypt_command(home: str, recipients: list[str], output: str) -> list[s
     return command
 
 
-def gpg_verify_signature(home: str, signature: str, data: str, signers: list[str]) -> str:
-    """Fingerprint of the good signer; BackupError('signature') unless signed by one of `signers`."""
-    result = subprocess.run(
-        [*gpg_base(home), "--status-fd", "1", "--verify", signature, data], capture_output=True, text=True
-    )
-    valid = [line.split() for line in result.stdout.splitlines() if line.startswith("[GNUPG:] VALIDSIG")]
+def gpg_sign_command(home: str, signing_key: str, output: str, data: str, set_id: str, host: str) -> list[str]:
+    """A detached signature of a set's archive that also signs its id and host (hashed notations)."""
+    return [
+        *gpg_base(home),
+        "--local-user",
+        signing_key,
+        "--sig-notation",
+        f"{NOTATION_SET_ID}={set_id}",
+        "--sig-notation",
+        f"{NOTATION_HOST}={host}",
+        "--detach-sign",
+        "--output",
+        output,
+        data,
+    ]
+
+
+@dataclass
+class Signature:
+    fingerprint: str  # the signer's primary key
+    notations: dict[str, str]
+
+
+def _unescape_status(text: str) -> str:
+    """gpg --status-fd percent-escapes notation data (%25, %20, ...)."""
+    return urllib.parse.unquote(text)
+
+
+def parse_verify_status(status: str, signers: list[str]) -> Signature:
+    """gpg --status-fd output of a --verify: a good signature by one of `signers` (by primary key or signing subkey)
+    that is neither revoked nor expired, with its notations; BackupError('signature') saying why not otherwise."""
+    lines = [line.split(" ", 2)[1:] for line in status.splitlines() if line.startswith("[GNUPG:] ")]
+    keywords = {fields[0] for fields in lines if fields}
+    valid = [(fields[1] if len(fields) > 1 else "").split() for fields in lines if fields[0] == "VALIDSIG"]
     wanted = {s.upper() for s in signers}
+    # A signature by a revoked or expired key still prints VALIDSIG beside REVKEYSIG / EXPKEYSIG: only GOODSIG is good.
+    for keyword, why in (
+        ("REVKEYSIG", "its signing key has been revoked (rotated after a breach): sets it signed are not trusted"),
+        ("EXPKEYSIG", "its signing key has expired"),
+        ("EXPSIG", "the signature has expired"),
+        ("BADSIG", "the signature does not match the set: it was changed after it was signed"),
+    ):
+        if keyword in keywords:
+            raise BackupError("signature", f"{why}; do not restore it, use another set")
+    if "GOODSIG" not in keywords or not valid:
+        if "NO_PUBKEY" in keywords:
+            raise BackupError("signature", "signed by a key that is not known here; the set is not from a trusted host")
+        raise BackupError("signature", "the signature does not match the set: it was changed after it was signed")
     for fields in valid:
         # VALIDSIG <signing (sub)key fpr> ... <primary key fpr> is the last field
-        if {fields[2].upper(), fields[-1].upper()} & wanted:
-            return fields[-1].upper()
-    if valid:
+        if {fields[0].upper(), fields[-1].upper()} & wanted:
+            notations, name = {}, None
+            for line in lines:
+                if line[0] == "NOTATION_NAME":
+                    name = line[1] if len(line) > 1 else ""
+                elif line[0] == "NOTATION_DATA" and name is not None:
+                    notations[name] = notations.get(name, "") + _unescape_status(line[1] if len(line) > 1 else "")
+            return Signature(fields[-1].upper(), notations)
+    raise BackupError(
+        "signature",
+        f"signed by {valid[0][-1]}, which is not a trusted signer ({', '.join(sorted(wanted))}); "
+        "the set did not come from this host's backup key: do not restore it",
+    )
+
+
+def check_set_identity(signature: Signature, set_id: str, expected_host: str | None = None) -> str:
+    """The id and host the signature binds to the archive, against the set's name (and the host it must come from).
+    A set renamed, copied under another name, or signed without them is refused."""
+    signed_id = signature.notations.get(NOTATION_SET_ID)
+    signed_host = signature.notations.get(NOTATION_HOST, "")
+    if signed_id is None:
         raise BackupError(
             "signature",
-            f"signed by {valid[0][-1]}, which is not a trusted signer ({', '.join(sorted(wanted))}); "
-            "the set did not come from this host's backup key: do not restore it",
+            f"the signature of {set_id} does not bind a set id (made by another tool, or before ids were signed); "
+            "its name cannot be trusted: use another set",
         )
-    if "NO_PUBKEY" in result.stdout:
-        raise BackupError("signature", "signed by a key that is not known here; the set is not from a trusted host")
-    raise BackupError("signature", "the signature does not match the set: it was changed after it was signed")
+    if signed_id != set_id:
+        raise BackupError(
+            "signature",
+            f"the set named {set_id} was signed as {signed_id}: it was renamed or copied under another name; do "
+            "not restore it",
+        )
+    if expected_host and signed_host != expected_host:
+        raise BackupError(
+            "signature", f"set {set_id} was signed by host {signed_host!r}, not {expected_host!r}: do not restore it"
+        )
+    return f"signed by {signature.fingerprint} as set {signed_id} of host {signed_host}"
 
 
 # ---------------------------------------------------------------------------------------------- processes
@@ -748,8 +835,12 @@ def create_set(cfg: Config, owner: str = "mojorust-backup", now: datetime | None
                 "Free space or point backup_dir at a larger disk, then run the backup again",
             )
             message = error.message
-        _write_status(cfg, {"last_run_at": now.isoformat(), "last_result": "failed", "last_error": message})
+        # The alert first: on a full disk the status file cannot be written, and the alert must still go out.
         note = send_alert(cfg, f"BACKUP FAILED on {cfg.host} at {now.isoformat()}: {message}")
+        try:
+            _write_status(cfg, {"last_run_at": now.isoformat(), "last_result": "failed", "last_error": message})
+        except OSError as status_error:
+            note = "; ".join(filter(None, [note, f"status file not written: {status_error.strerror}"]))
         if isinstance(error, BackupError):
             error.message += f" ({note})" if note else ""
             raise error from None
@@ -835,15 +926,9 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
         with open(os.path.join(partial, names["sha256"]), "w", encoding="utf-8") as handle:
             handle.write(f"{digest}  {names['tar']}\n")
         subprocess.run(
-            [
-                *gpg_base(cfg.gnupg_home),
-                "--local-user",
-                cfg.signing_key,
-                "--detach-sign",
-                "--output",
-                os.path.join(partial, names["sig"]),
-                tar_path,
-            ],
+            gpg_sign_command(
+                cfg.gnupg_home, cfg.signing_key, os.path.join(partial, names["sig"]), tar_path, set_id, cfg.host
+            ),
             check=True,
             capture_output=True,
         )
@@ -860,15 +945,16 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
         with open(os.path.join(partial, names["summary"]), "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
         progress("verifying before publishing")
-        with ThreadPoolExecutor(max_workers=1) as background:
-            signature = background.submit(
-                gpg_verify_signature, cfg.gnupg_home, os.path.join(partial, names["sig"]), tar_path, [cfg.signing_key]
-            )
-            check_sha256(partial, set_id)  # read back from the file, against the digest taken while writing it
-            check_archive(tar_path)
-            signature.result()
+        # Read back from the disk (against the digest taken while writing it), the archive, the signature and the id
+        # and host it signs: the checks every restore makes.
+        staged = SetInfo(set_id, partial, now.isoformat(), summary["size"], digest, True)
+        with OpenedSet(staged) as opened:
+            _verify_opened(opened, cfg.gnupg_home, [cfg.signing_key], None, [], {}, False, cfg.host)
+        # On the disk before the rename publishes it: a crash after the rename never leaves a set of empty files.
         for name in os.listdir(partial):
             os.chmod(os.path.join(partial, name), 0o600)
+            _fsync_file(os.path.join(partial, name))
+        _fsync_dir(partial)
         final = os.path.join(cfg.backup_dir, set_id)
         os.rename(partial, final)
         _fsync_dir(cfg.backup_dir)
@@ -882,6 +968,14 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
         shutil.rmtree(os.path.join(cfg.backup_dir, old))
     summary.update(path=final, tables=tables, retention={"kept": keep, "deleted": delete})
     return summary
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: str) -> None:
@@ -941,31 +1035,113 @@ def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- verify
-def check_sha256(set_dir: str, set_id: str) -> str:
-    names = set_files(set_id)
+class OpenedSet:
+    """A set's archive opened once. Every check of a verification and every read of a restore goes through this open
+    file, so a restore uses exactly the bytes that were verified: renaming or replacing the file at its path
+    afterwards changes nothing here (and the set files belong to the backup user, so its content cannot be
+    rewritten in place by the bot's uid). The .sha256 and .sig files are read once, into memory."""
+
+    def __init__(self, set_info: SetInfo):
+        self.info = set_info
+        names = set_files(set_info.id)
+        try:
+            self.fd = os.open(set_info.tar, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            raise BackupError("archive", f"cannot open {set_info.tar} ({error.strerror}); use another set") from None
+        info = os.fstat(self.fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(self.fd)
+            raise BackupError("archive", f"{set_info.tar} is not a regular file; use another set")
+        self.size = info.st_size
+        self.sha256_text = self._small(names["sha256"])
+        self.signature = self._small(names["sig"], binary=True)
+
+    def _small(self, name: str, binary: bool = False):
+        try:
+            with open(os.path.join(self.info.path, name), "rb") as handle:
+                data = handle.read(1 << 20)
+        except OSError:
+            return None
+        return data if binary else data.decode("utf-8", errors="replace")
+
+    def reopen(self):
+        """A new file object on the same open archive, with its own position (threads may read at once)."""
+        return open(f"/proc/self/fd/{self.fd}", "rb")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> OpenedSet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _opened(source: SetInfo | OpenedSet) -> tuple[OpenedSet, bool]:
+    """(the opened set, whether this call opened it and must close it)."""
+    return (source, False) if isinstance(source, OpenedSet) else (OpenedSet(source), True)
+
+
+def _hash_and_verify(opened: OpenedSet, keyring_home: str, signers: list[str]) -> tuple[str, object]:
+    """One read of the archive: its sha256 here while gpg checks the signature over the same bytes (two cores).
+    Returns (sha256 hex, the signature's Signature or the BackupError it raised)."""
+    digest = hashlib.sha256()
+    if opened.signature is None:
+        with opened.reopen() as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+        return digest.hexdigest(), BackupError("signature", "the set's .sig file is missing: it cannot be trusted")
+    with tempfile.NamedTemporaryFile(prefix="mojorust-sig-") as sig:
+        sig.write(opened.signature)
+        sig.flush()
+        proc = subprocess.Popen(
+            [*gpg_base(keyring_home), "--status-fd", "1", "--verify", sig.name, "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        status: list[bytes] = []
+        reader = threading.Thread(target=lambda: status.append(proc.stdout.read()), daemon=True)
+        reader.start()
+        with opened.reopen() as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(chunk)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        proc.wait()
+        reader.join()
     try:
-        with open(os.path.join(set_dir, names["sha256"]), encoding="utf-8") as handle:
-            expected = handle.read().split()[0]
-    except (OSError, IndexError):
-        raise BackupError("sha256", f"{names['sha256']} is missing or empty; the set cannot be trusted") from None
-    actual = sha256_file(os.path.join(set_dir, names["tar"]))
-    if actual != expected:
+        return digest.hexdigest(), parse_verify_status(b"".join(status).decode(errors="replace"), signers)
+    except BackupError as error:
+        return digest.hexdigest(), error
+
+
+def check_sha256(opened: OpenedSet, actual: str) -> str:
+    names = set_files(opened.info.id)
+    expected = (opened.sha256_text or "").split()[:1]
+    if not expected:
+        raise BackupError("sha256", f"{names['sha256']} is missing or empty; the set cannot be trusted")
+    if actual != expected[0]:
         raise BackupError(
             "sha256",
-            f"{names['tar']} has sha256 {actual[:16]}…, its .sha256 file says {expected[:16]}…: the set was changed "
+            f"{names['tar']} has sha256 {actual[:16]}…, its .sha256 file says {expected[0][:16]}…: the set was changed "
             "or damaged after it was written; use another set",
         )
     return actual
 
 
-def check_archive(tar_path: str) -> list[str]:
-    size = os.path.getsize(tar_path)
+def check_archive(opened: OpenedSet) -> list[str]:
     try:
-        with tarfile.open(tar_path, "r:") as tar:
+        with opened.reopen() as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
             members = tar.getmembers()
     except (tarfile.TarError, OSError) as error:
         raise BackupError(
-            "archive", f"{os.path.basename(tar_path)} is not a readable archive ({error}); use another set"
+            "archive", f"{os.path.basename(opened.info.tar)} is not a readable archive ({error}); use another set"
         ) from None
     names = [m.name for m in members]
     if sorted(names) != sorted(MEMBERS):
@@ -973,19 +1149,19 @@ def check_archive(tar_path: str) -> list[str]:
             "archive", f"the set holds {names}, expected {list(MEMBERS)}: it is incomplete; use another set"
         )
     for member in members:
-        if member.offset_data + member.size > size:
+        if member.offset_data + member.size > opened.size:
             raise BackupError("archive", f"{member.name} is cut short: the set was truncated; use another set")
     return names
 
 
-def _decrypt_member(tar_path: str, member: str, gnupg_home: str, then: list[list[str]] | None = None, stdout=None):
-    """Pipeline: the member's bytes from the tar | gpg --decrypt | then...; returns (pipeline, feeder thread)."""
+def _decrypt_member(opened: OpenedSet, member: str, gnupg_home: str, then=None, stdout=None):
+    """Pipeline: the member's bytes from the opened archive | gpg --decrypt | then...; returns (pipeline, feeder)."""
     commands = [[*gpg_base(gnupg_home), "--decrypt"], *(then or [])]
     pipeline = Pipeline(commands, stdin=subprocess.PIPE, stdout=stdout if stdout is not None else subprocess.PIPE)
 
     def feed():
         try:
-            with tarfile.open(tar_path, "r:") as tar:
+            with opened.reopen() as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
                 source = tar.extractfile(member)
                 shutil.copyfileobj(source, pipeline.stdin, CHUNK)
         except (BrokenPipeError, OSError, tarfile.TarError):
@@ -999,8 +1175,8 @@ def _decrypt_member(tar_path: str, member: str, gnupg_home: str, then: list[list
     return pipeline, feeder
 
 
-def decrypt_manifest(tar_path: str, gnupg_home: str) -> dict:
-    pipeline, feeder = _decrypt_member(tar_path, MEMBERS[0], gnupg_home)
+def decrypt_manifest(opened: OpenedSet, gnupg_home: str) -> dict:
+    pipeline, feeder = _decrypt_member(opened, MEMBERS[0], gnupg_home)
     data = pipeline.procs[-1].stdout.read()
     feeder.join()
     try:
@@ -1013,11 +1189,18 @@ def decrypt_manifest(tar_path: str, gnupg_home: str) -> dict:
                 "its summary (.json): bring that key",
             ) from None
         raise
-    return json.loads(data)
+    manifest = json.loads(data)
+    if manifest.get("id") != opened.info.id:
+        raise BackupError(
+            "decryption",
+            f"the set named {opened.info.id} holds the manifest of set {manifest.get('id')}: it was renamed or "
+            "assembled from another set; do not restore it",
+        )
+    return manifest
 
 
-def _stream_digest(tar_path: str, member: str, gnupg_home: str, then: list[list[str]]) -> tuple[int, str]:
-    pipeline, feeder = _decrypt_member(tar_path, member, gnupg_home, then)
+def _stream_digest(opened: OpenedSet, member: str, gnupg_home: str, then: list[list[str]]) -> tuple[int, str]:
+    pipeline, feeder = _decrypt_member(opened, member, gnupg_home, then)
     digest = hashlib.sha256()
     size = 0
     for chunk in iter(lambda: pipeline.procs[-1].stdout.read(CHUNK), b""):
@@ -1029,43 +1212,60 @@ def _stream_digest(tar_path: str, member: str, gnupg_home: str, then: list[list[
 
 
 def verify_set(
-    set_info: SetInfo,
+    source: SetInfo | OpenedSet,
     keyring_home: str,
     signers: list[str],
     decrypt_home: str | None = None,
     checks: list[dict] | None = None,
     found: dict | None = None,
     check_database: bool = True,
+    expected_host: str | None = None,
 ) -> list[dict]:
-    """The plan's checks in its order: sha256, archive, signature, decryption, every file against the manifest.
+    """The plan's checks in its order: sha256, archive, signature (with the set's signed id and host), decryption,
+    every file against the manifest.
 
     The signature is checked with the public keys in keyring_home (the host's); decryption and the contents need
-    decrypt_home, a keyring holding the operator's secret key, and are skipped without it. Returns the passed
-    checks (appended to `checks` when given, so a caller keeps them on failure); raises BackupError naming the
-    first that failed. The decrypted manifest (no secrets in it) is put into `found` when given.
+    decrypt_home, a keyring holding the operator's secret key, and are skipped without it. Pass an OpenedSet to
+    restore from exactly what was verified. Returns the passed checks (appended to `checks` when given, so a caller
+    keeps them on failure); raises BackupError naming the first that failed. The decrypted manifest (no secrets in
+    it) is put into `found` when given.
     """
     checks = [] if checks is None else checks
     found = {} if found is None else found
+    opened, owned = _opened(source)
+    try:
+        _verify_opened(opened, keyring_home, signers, decrypt_home, checks, found, check_database, expected_host)
+    finally:
+        if owned:
+            opened.close()
+    return checks
 
+
+def _verify_opened(opened, keyring_home, signers, decrypt_home, checks, found, check_database, expected_host):
     def run(name, function):
         started = time.monotonic()
         detail = function()
         checks.append({"check": name, "ok": True, "detail": detail, "seconds": round(time.monotonic() - started, 3)})
         return detail
 
-    tar_path = set_info.tar
-    signature_path = os.path.join(set_info.path, set_files(set_info.id)["sig"])
-    # gpg reads the archive for the signature while this process reads it for the sha256 (two cores, one pass of
-    # the page cache each); the checks are still reported, and fail, in the plan's order.
-    with ThreadPoolExecutor(max_workers=1) as background:
-        signature = background.submit(gpg_verify_signature, keyring_home, signature_path, tar_path, signers)
-        run("sha256", lambda: check_sha256(set_info.path, set_info.id))
-        run("archive", lambda: check_archive(tar_path))
-        run("signature", signature.result)
+    def signature_check():
+        if isinstance(signature, BackupError):
+            raise signature
+        return check_set_identity(signature, opened.info.id, expected_host)
+
+    problem = future_id_problem(opened.info.id)
+    if problem:
+        raise BackupError("select", problem)
+    started = time.monotonic()
+    digest, signature = _hash_and_verify(opened, keyring_home, signers)
+    run("sha256", lambda: check_sha256(opened, digest))
+    checks[-1]["seconds"] = round(time.monotonic() - started, 3)
+    run("archive", lambda: check_archive(opened))
+    run("signature", signature_check)
     if not decrypt_home:
-        return checks
+        return
     gnupg_home = decrypt_home
-    manifest = run("decryption", lambda: decrypt_manifest(tar_path, gnupg_home))
+    manifest = run("decryption", lambda: decrypt_manifest(opened, gnupg_home))
     found["manifest"] = manifest
     checks[-1]["detail"] = f"manifest of {manifest['id']} from {manifest['host']}"
 
@@ -1074,10 +1274,10 @@ def verify_set(
         # database restore checks it table by table anyway.
         size = None
         if check_database:
-            size, digest = _stream_digest(tar_path, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
+            size, digest = _stream_digest(opened, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
             if (size, digest) != (manifest["database"]["size"], manifest["database"]["sha256"]):
                 raise BackupError("contents", "the database dump does not match the manifest; use another set")
-        files = _read_files(tar_path, gnupg_home)
+        files = _read_files(opened, gnupg_home)
         expected = {f["name"]: f for f in manifest["files"]}
         for name, record in expected.items():
             data = files.get(name)
@@ -1094,11 +1294,10 @@ def verify_set(
         return f"{dump}{len(expected)} files match the manifest"
 
     run("contents", contents)
-    return checks
 
 
-def _read_files(tar_path: str, gnupg_home: str) -> dict[str, bytes]:
-    pipeline, feeder = _decrypt_member(tar_path, MEMBERS[2], gnupg_home, [["zstd", "-q", "-d", "-c"]])
+def _read_files(opened: OpenedSet, gnupg_home: str) -> dict[str, bytes]:
+    pipeline, feeder = _decrypt_member(opened, MEMBERS[2], gnupg_home, [["zstd", "-q", "-d", "-c"]])
     files = {}
     try:
         with tarfile.open(fileobj=pipeline.procs[-1].stdout, mode="r|") as tar:
@@ -1114,10 +1313,16 @@ def _read_files(tar_path: str, gnupg_home: str) -> dict[str, bytes]:
 
 
 # -------------------------------------------------------------------------------------------------- restore
-def restore_files(set_info: SetInfo, gnupg_home: str, dest_dir: str) -> list[dict]:
-    """Decrypt the files member into dest_dir (created 0700), each checked against the manifest."""
-    manifest = decrypt_manifest(set_info.tar, gnupg_home)
-    files = _read_files(set_info.tar, gnupg_home)
+def restore_files(source: SetInfo | OpenedSet, gnupg_home: str, dest_dir: str) -> list[dict]:
+    """Decrypt the files member into dest_dir (created 0700), each checked against the manifest. Pass the OpenedSet
+    that verify_set checked."""
+    opened, owned = _opened(source)
+    try:
+        manifest = decrypt_manifest(opened, gnupg_home)
+        files = _read_files(opened, gnupg_home)
+    finally:
+        if owned:
+            opened.close()
     os.makedirs(dest_dir, mode=0o700, exist_ok=True)
     written = []
     for record in manifest["files"]:
@@ -1129,7 +1334,7 @@ def restore_files(set_info: SetInfo, gnupg_home: str, dest_dir: str) -> list[dic
             raise BackupError("contents", f"refusing the unsafe path {name!r} in the set")
         path = os.path.join(dest_dir, name)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.fchmod(fd, int(record["mode"], 8))  # also over an existing file, and whatever the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -1138,19 +1343,29 @@ def restore_files(set_info: SetInfo, gnupg_home: str, dest_dir: str) -> list[dic
 
 
 def restore_database(
-    set_info: SetInfo, gnupg_home: str, cfg: Config, password: str, target_db: str, jobs: int = 1
+    source: SetInfo | OpenedSet, gnupg_home: str, cfg: Config, password: str, target_db: str, jobs: int = 1
 ) -> dict:
     """pg_restore the set's dump into target_db (which must exist and be empty), then compare every table with
     the manifest. jobs 1 streams (no plaintext on disk); more decompress to a private scratch file first. The dump
     is read once: its size and sha256 are checked against the manifest on the way (so a restore needs no separate
-    "contents" pass over the dump), and a mismatch fails the restore before any caller swaps it in."""
-    manifest = decrypt_manifest(set_info.tar, gnupg_home)
+    "contents" pass over the dump), and a mismatch fails the restore before any caller swaps it in. Pass the
+    OpenedSet that verify_set checked."""
+    opened, owned = _opened(source)
+    try:
+        return _restore_database(opened, gnupg_home, cfg, password, target_db, jobs)
+    finally:
+        if owned:
+            opened.close()
+
+
+def _restore_database(opened: OpenedSet, gnupg_home: str, cfg: Config, password: str, target_db: str, jobs: int):
+    manifest = decrypt_manifest(opened, gnupg_home)
     expected_dump = (manifest["database"]["size"], manifest["database"]["sha256"])
     started = time.monotonic()
     env = dict(os.environ, PGPASSWORD=password)
     restore = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", *pg_client_args(cfg), "--dbname", target_db]
     digest = hashlib.sha256()
-    pipeline, feeder = _decrypt_member(set_info.tar, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
+    pipeline, feeder = _decrypt_member(opened, MEMBERS[1], gnupg_home, [["zstd", "-q", "-d", "-c"]])
 
     def dump_checked(size: int) -> None:
         feeder.join()
@@ -1178,7 +1393,7 @@ def restore_database(
                 raise pg_restore_failed(stderr)
             dump_checked(size)
         else:
-            scratch = os.path.join(cfg.backup_dir, f".restore-{set_info.id}-{os.getpid()}")
+            scratch = os.path.join(cfg.backup_dir, f".restore-{opened.info.id}-{os.getpid()}")
             os.mkdir(scratch, 0o700)
             try:
                 dump_path = os.path.join(scratch, "db.dump")
@@ -1203,7 +1418,7 @@ def restore_database(
             "restore", f"the restored database {target_db} does not match the set: " + "; ".join(problems)
         )
     return {
-        "id": set_info.id,
+        "id": opened.info.id,
         "target_db": target_db,
         "tables": actual,
         "engine_seconds": engine_seconds,

@@ -14,6 +14,9 @@ description:
     with the differences if any. Swapping it in is the caller's next, separate step.
   - With C(part=files), decrypts the set's files into I(dest) (created 0700), each checked against the
     manifest; copying them into place is the caller's next step.
+  - The archive is opened once and checked first through that open file (sha256, archive, signature with the
+    set's signed id and host, the manifest's id), and the restore reads that same open file, so what is restored is
+    exactly what was verified, whatever happens to the path meanwhile.
   - Needs I(decrypt_home), a keyring holding the operator's secret key.
 extends_documentation_fragment:
   - mojorust.dr.backup
@@ -33,6 +36,13 @@ options:
   dest:
     description: Staging directory for the files (with C(part=files)).
     type: path
+  signers:
+    description: Fingerprints of trusted signing keys; default is the C(signing_key) of I(config_file).
+    type: list
+    elements: str
+  expected_host:
+    description: The host the set must have been signed as (its signed host name); any when omitted.
+    type: str
   jobs:
     description:
       - Parallel pg_restore jobs. 1 streams the dump straight from the set into pg_restore (no plaintext on
@@ -74,6 +84,11 @@ manifest:
   description: Id, creation time, portfolio value, key fingerprints and config commit from the manifest.
   returned: part=database
   type: dict
+checks:
+  description: The checks passed before anything was restored (as C(mojorust.dr.backup_verify) returns them).
+  returned: success
+  type: list
+  elements: dict
 files:
   description: Files written under I(dest), with size and sha256.
   returned: part=files
@@ -95,6 +110,8 @@ def main() -> None:
             "target_db": {"type": "str"},
             "dest": {"type": "path"},
             "jobs": {"type": "int", "default": 1},
+            "signers": {"type": "list", "elements": "str"},
+            "expected_host": {"type": "str"},
         },
         required_if=[("part", "database", ["target_db"]), ("part", "files", ["dest"])],
         supports_check_mode=True,
@@ -107,14 +124,21 @@ def main() -> None:
         chosen = backupset.resolve_set(cfg.backup_dir, params["backup_id"])
         if module.check_mode:
             module.exit_json(changed=True, id=chosen.id)
-        if params["part"] == "database":
-            password = backupset.read_env(cfg.env_file).get("DB_PASSWORD", "")
-            result = backupset.restore_database(
-                chosen, params["decrypt_home"], cfg, password, params["target_db"], params["jobs"]
-            )
-            module.exit_json(changed=True, **result)
-        files = backupset.restore_files(chosen, params["decrypt_home"], params["dest"])
-        module.exit_json(changed=True, id=chosen.id, files=files)
+        signers = params["signers"] or [cfg.signing_key]
+        with backupset.OpenedSet(chosen) as opened:
+            # The checks that need no pass over the dump; the database restore checks the dump on its way in.
+            checks = backupset.verify_set(
+                opened, cfg.gnupg_home, signers, params["decrypt_home"], check_database=False,
+                expected_host=params["expected_host"],
+            )  # fmt: skip
+            if params["part"] == "database":
+                password = backupset.read_env(cfg.env_file).get("DB_PASSWORD", "")
+                result = backupset.restore_database(
+                    opened, params["decrypt_home"], cfg, password, params["target_db"], params["jobs"]
+                )
+                module.exit_json(changed=True, checks=checks, **result)
+            files = backupset.restore_files(opened, params["decrypt_home"], params["dest"])
+        module.exit_json(changed=True, id=chosen.id, checks=checks, files=files)
     except backupset.BackupError as error:
         module.fail_json(msg=f"restore failed at {error.check}: {error.message}", failed_check=error.check)
 

@@ -27,6 +27,9 @@ options:
     description: Fingerprints of trusted signing keys; default is the C(signing_key) of I(config_file).
     type: list
     elements: str
+  expected_host:
+    description: The host the set must have been signed as (its signed host name); any when omitted.
+    type: str
   mark_bad:
     description: Mark a set that fails as bad (never deleted; skipped by C(latest)).
     type: bool
@@ -112,6 +115,7 @@ def main() -> None:
             "mark_bad": {"type": "bool", "default": False},
             "settings": {"type": "dict", "default": {}},
             "check_database": {"type": "bool", "default": True},
+            "expected_host": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -132,6 +136,7 @@ def main() -> None:
             checks,
             found,
             module.params["check_database"],
+            module.params["expected_host"],
         )
     except backupset.BackupError as error:
         record_result(module, cfg, chosen.id, f"{error.check}: {error.message}")

@@ -6,6 +6,7 @@ summary), with a fake database dump instead of pg_dump, and real GnuPG keys made
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -76,6 +77,7 @@ def build_set(
     sign_home: Path | None = None,
     sign_key: str | None = None,
     raw_files: list[tuple[str, bytes, int]] | None = None,
+    sign_as: str | None = None,
 ) -> bs.SetInfo:
     """A published set in root/backups, laid out as _create_locked lays it out, with a fake database dump."""
     files = FILES if files is None else files
@@ -130,15 +132,11 @@ def build_set(
         (partial / member).unlink()
     digest = bs.sha256_file(str(tar_path))
     (partial / names["sha256"]).write_text(f"{digest}  {names['tar']}\n", encoding="utf-8")
-    keys.gpg(
-        sign_home or keys.host_home,
-        "--local-user",
-        sign_key or keys.host_fpr,
-        "--detach-sign",
-        "--output",
-        str(partial / names["sig"]),
-        str(tar_path),
-    )
+    sign = bs.gpg_sign_command(
+        str(sign_home or keys.host_home), sign_key or keys.host_fpr, str(partial / names["sig"]), str(tar_path),
+        sign_as or set_id, cfg.host,
+    )  # fmt: skip
+    subprocess.run(sign, check=True, capture_output=True)
     summary = {
         "id": set_id,
         "created_at": manifest["created_at"],
@@ -538,7 +536,7 @@ def test_verify_good_set_runs_all_checks_in_order(good_set, gpg_keys):
     assert all(c["ok"] for c in checks)
     assert checks[0]["detail"] == good_set.sha256 == bs.sha256_file(good_set.tar)
     assert sorted(checks[1]["detail"]) == sorted(bs.MEMBERS)
-    assert checks[2]["detail"] == gpg_keys.host_fpr
+    assert checks[2]["detail"] == f"signed by {gpg_keys.host_fpr} as set {good_set.id} of host unit-host"
     assert checks[3]["detail"] == f"manifest of {SET_ID} from unit-host"
     assert checks[4]["detail"] == f"database dump ({len(DB_BYTES)} bytes) and {len(FILES)} files match the manifest"
     manifest = found["manifest"]
@@ -554,7 +552,7 @@ def test_verify_without_decrypt_home_stops_after_the_signature(good_set, gpg_key
 
 def test_verify_accepts_the_signer_among_others_in_lower_case(good_set, gpg_keys):
     checks = bs.verify_set(good_set, str(gpg_keys.host_home), ["0" * 40, gpg_keys.host_fpr.lower()])
-    assert checks[-1]["detail"] == gpg_keys.host_fpr
+    assert checks[-1]["detail"].startswith(f"signed by {gpg_keys.host_fpr} ")
 
 
 def test_verify_flipped_byte_fails_sha256(good_set, gpg_keys, tmp_path):
@@ -974,3 +972,229 @@ def test_the_archive_digest_taken_while_writing_is_the_file_sha256(tmp_path):
     assert hashing.digest.hexdigest() == bs.sha256_file(str(tar_path))
     with tarfile.open(tar_path) as tar:
         assert tar.getnames() == ["a", "b", "c"]
+
+
+# ---------------------------------------------------------------------------- a set's id and signer (issue 15)
+def rename_set(set_info: bs.SetInfo, new_id: str) -> bs.SetInfo:
+    """What an attacker with write access to the backup directory does to make an old set look new (or the
+    reverse): the directory and its files renamed, every byte unchanged, .sha256 still matching."""
+    old_names, new_names = bs.set_files(set_info.id), bs.set_files(new_id)
+    path = Path(set_info.path)
+    for kind, name in old_names.items():
+        (path / name).rename(path / new_names[kind])
+    (path / new_names["sha256"]).write_text(f"{set_info.sha256}  {new_names['tar']}\n")
+    path.rename(path.parent / new_id)
+    return bs.resolve_set(str(path.parent), new_id)
+
+
+def test_a_renamed_set_fails_its_signature(good_set, gpg_keys, tmp_path):
+    renamed = rename_set(copy_set(good_set, tmp_path), "20261130T020000Z")
+    error = verify_error(renamed, gpg_keys)
+    assert error.check == "signature"
+    assert f"the set named 20261130T020000Z was signed as {good_set.id}: it was renamed" in error.message
+
+
+def test_a_set_signed_under_another_id_fails_its_signature(gpg_keys, tmp_path):
+    other = build_set(gpg_keys, tmp_path, sign_as="20261101T020000Z")
+    assert "was signed as 20261101T020000Z" in verify_error(other, gpg_keys).message
+
+
+def test_a_signature_that_binds_no_id_is_refused(gpg_keys, tmp_path):
+    """A plain detached signature of the archive (another tool, or the key used by hand): its name is unproven."""
+    the_set = build_set(gpg_keys, tmp_path)
+    sig = Path(the_set.path, bs.set_files(the_set.id)["sig"])
+    sig.unlink()
+    gpg_keys.gpg(gpg_keys.host_home, "--local-user", gpg_keys.host_fpr, "--detach-sign", "--output", str(sig),
+                 the_set.tar)  # fmt: skip
+    error = verify_error(the_set, gpg_keys)
+    assert error.check == "signature"
+    assert "does not bind a set id" in error.message
+
+
+def test_a_set_of_another_host_is_refused_where_the_host_is_known(good_set, gpg_keys):
+    assert bs.verify_set(good_set, str(gpg_keys.host_home), [gpg_keys.host_fpr], expected_host="unit-host")
+    with pytest.raises(bs.BackupError) as caught:
+        bs.verify_set(good_set, str(gpg_keys.host_home), [gpg_keys.host_fpr], expected_host="prod")
+    assert "signed by host 'unit-host', not 'prod'" in caught.value.message
+
+
+def test_a_set_assembled_under_another_manifest_fails_decryption(gpg_keys, tmp_path):
+    """Signed as its name, but carrying another set's manifest: caught once the manifest is read."""
+    mixed = build_set(gpg_keys, tmp_path, edit_manifest=lambda m: m.update(id="20261101T020000Z"))
+    error = verify_error(mixed, gpg_keys, decrypt_home=str(gpg_keys.operator_home))
+    assert error.check == "decryption"
+    assert "holds the manifest of set 20261101T020000Z" in error.message
+
+
+def test_a_set_dated_in_the_future_is_never_latest_and_never_verifies(gpg_keys, tmp_path):
+    now = datetime.now(UTC)
+    past, future = sid(now - timedelta(days=1)), sid(now + timedelta(days=2))
+    fake_set(tmp_path, past)
+    fake_set(tmp_path, future)
+    listed = {s.id: s.good for s in bs.list_sets(str(tmp_path))}
+    assert listed == {past: True, future: False}
+    assert bs.resolve_set(str(tmp_path), "latest").id == past
+    real = build_set(gpg_keys, tmp_path / "real", set_id=future)
+    error = verify_error(real, gpg_keys)
+    assert error.check == "select"
+    assert "dated in the future" in error.message
+
+
+def test_a_few_minutes_of_clock_skew_is_not_the_future():
+    now = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    assert bs.future_id_problem("20261205T100400Z", now) == ""
+    assert "in the future" in bs.future_id_problem("20261205T100600Z", now)
+
+
+@pytest.fixture(scope="session")
+def doomed_signer(tmp_path_factory):
+    """A host keyring whose signing key signs one set, and then is revoked (as breach.yml rotates it)."""
+    home = tmp_path_factory.mktemp("doomed")
+    home.chmod(0o700)
+    uid = "mojorust backup signing key (doomed)"
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-generate-key", uid,
+                    "ed25519", "sign", "never"], check=True, capture_output=True)  # fmt: skip
+    listing = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-keys", uid], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+    fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    return home, fpr
+
+
+def test_a_set_signed_by_a_revoked_key_is_refused(gpg_keys, tmp_path, doomed_signer):
+    home, fpr = doomed_signer
+    the_set = build_set(gpg_keys, tmp_path, sign_home=home, sign_key=fpr)
+    bs.verify_set(the_set, str(home), [fpr])  # good while the key is good
+    revocation = (home / "openpgp-revocs.d" / f"{fpr}.rev").read_text().replace(":-----BEGIN", "-----BEGIN")
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import"], input=revocation.encode(), check=True,
+                   capture_output=True)  # fmt: skip
+    with pytest.raises(bs.BackupError) as caught:
+        bs.verify_set(the_set, str(home), [fpr])
+    assert caught.value.check == "signature"
+    assert "revoked" in caught.value.message
+
+
+def test_a_set_signed_by_an_expired_key_is_refused(gpg_keys, tmp_path):
+    home = tmp_path / "expired"
+    home.mkdir(mode=0o700)
+    uid = "mojorust backup signing key (expired)"
+    then = ["--faked-system-time", "20250101T000000"]
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", *then, "--passphrase", "", "--quick-generate-key", uid,
+                    "ed25519", "sign", "1d"], check=True, capture_output=True)  # fmt: skip
+    listing = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-keys", uid], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+    fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    the_set = build_set(gpg_keys, tmp_path / "set")
+    sig = Path(the_set.path, bs.set_files(the_set.id)["sig"])
+    sig.unlink()
+    sign = bs.gpg_sign_command(str(home), fpr, str(sig), the_set.tar, the_set.id, "unit-host")
+    # signed while the key was valid (gpg refuses an expired key), checked now that it has expired
+    subprocess.run([sign[0], "--faked-system-time", "20250101T120000", *sign[1:]], check=True, capture_output=True)
+    with pytest.raises(bs.BackupError) as caught:
+        bs.verify_set(the_set, str(home), [fpr])
+    assert "expired" in caught.value.message
+
+
+def test_restore_reads_exactly_what_was_verified(gpg_keys, tmp_path):
+    """Verify, then the file at the path is replaced by another genuine set's archive: the restore still reads the
+    verified one (before, verify and restore opened the path separately)."""
+    first = build_set(gpg_keys, tmp_path / "a")
+    other_files = {**FILES, "config/trading.toml": (b'[bot]\nname = "attacker"\n', 0o644)}
+    other = build_set(gpg_keys, tmp_path / "b", files=other_files)
+    with bs.OpenedSet(first) as opened:
+        bs.verify_set(opened, str(gpg_keys.host_home), [gpg_keys.host_fpr], str(gpg_keys.operator_home))
+        os.replace(other.tar, first.tar)  # the swap between the check and the use
+        written = bs.restore_files(opened, str(gpg_keys.operator_home), str(tmp_path / "restored"))
+    assert (tmp_path / "restored" / "config" / "trading.toml").read_bytes() == FILES["config/trading.toml"][0]
+    assert {w["name"] for w in written} == set(FILES)
+
+
+# ------------------------------------------------------------------------------------ create with a fake database
+@pytest.fixture
+def fake_database(monkeypatch):
+    """create_set against a stand-in PostgreSQL: a snapshot, the tables, and a dump of DB_BYTES."""
+
+    class Cursor:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def execute(self, query, *args):
+            pass
+
+        def fetchone(self):
+            return ("00000003-1", "15.10")
+
+    class Conn:
+        def set_session(self, **kwargs):
+            pass
+
+        def cursor(self):
+            return Cursor()
+
+        def close(self):
+            pass
+
+    def dump(cfg, password, snapshot, out_path, result):
+        compressed = subprocess.run(["zstd", "-q", "-c"], input=DB_BYTES, capture_output=True, check=True).stdout
+        bs._encrypt_bytes(cfg, compressed, out_path)
+        result.update(size=len(DB_BYTES), sha256=hashlib.sha256(DB_BYTES).hexdigest())
+
+    monkeypatch.setattr(bs, "db_connect", lambda *args, **kwargs: Conn())
+    monkeypatch.setattr(bs, "table_stats", lambda conn, algorithms=None: json.loads(json.dumps(TABLES)))
+    monkeypatch.setattr(bs, "_dump_database", dump)
+
+
+def test_create_set_signs_its_id_and_host_and_the_set_verifies(gpg_keys, tmp_path, fake_database):
+    cfg = make_cfg(gpg_keys, tmp_path)
+    _bot_home(cfg)
+    summary = bs.create_set(cfg, owner="unit")
+    the_set = bs.resolve_set(cfg.backup_dir, summary["id"])
+    checks = bs.verify_set(the_set, str(gpg_keys.host_home), [gpg_keys.host_fpr], str(gpg_keys.operator_home),
+                           expected_host="unit-host")  # fmt: skip
+    assert checks[2]["detail"] == f"signed by {gpg_keys.host_fpr} as set {summary['id']} of host unit-host"
+
+
+def test_create_set_is_on_disk_before_it_is_published(gpg_keys, tmp_path, fake_database, monkeypatch):
+    """Every file of the set and its directory are fsynced before the rename that publishes it."""
+    cfg = make_cfg(gpg_keys, tmp_path)
+    _bot_home(cfg)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        events.append(("rename", str(src)))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(bs.os, "fsync", fsync)
+    monkeypatch.setattr(bs.os, "rename", rename)
+    summary = bs.create_set(cfg, owner="unit")
+    partial = os.path.join(cfg.backup_dir, f".partial-{summary['id']}")
+    published = events.index(("rename", partial))
+    synced = {path for kind, path in events[:published] if kind == "fsync"}
+    expected = {os.path.join(partial, name) for name in bs.set_files(summary["id"]).values()} | {partial}
+    assert expected <= synced
+
+
+def test_a_full_disk_still_sends_the_alert(gpg_keys, tmp_path, fake_database, monkeypatch):
+    """The status file was written before the alert: with the disk full, writing it raised and no alert went out."""
+    cfg = make_cfg(gpg_keys, tmp_path)
+    _bot_home(cfg)
+    sent = []
+    monkeypatch.setattr(bs, "send_alert", lambda cfg, text: sent.append(text) or "")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bs, "_pack_files", full)
+    monkeypatch.setattr(bs, "_atomic_write", full)
+    with pytest.raises(bs.BackupError) as caught:
+        bs.create_set(cfg, owner="unit")
+    assert caught.value.check == "disk"
+    assert len(sent) == 1 and sent[0].startswith("BACKUP FAILED on unit-host")
+    assert "status file not written" in caught.value.message
