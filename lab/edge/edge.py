@@ -5,7 +5,8 @@ Telegram Bot API, RPC providers (Helius, QuickNode, Jupiter), a Solana JSON-RPC 
 revocation, and an admin API for tests and drills. What it receives is recorded under --state-dir in
 append-only JSON lines files; admin state lives in admin.json, written atomically. Both survive a restart.
 Raw keys and tokens are never stored or logged: only the first 16 hex digits of their sha256.
-Python 3.11 standard library only; see README.md for the endpoint table.
+Python 3.11 standard library, plus python3-cryptography to check a transaction's ed25519 signatures as a Solana node
+does (a garbled or wrongly signed transaction is refused, never recorded as sent); see README.md for the endpoints.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}")
 BOT_RE = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?")
 SOL_MINT = "So11111111111111111111111111111111111111112"
+SYSTEM_PROGRAM = bytes(32)
+TOKEN_PROGRAMS = ("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA", "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
+FEE_LAMPORTS = 5000  # per signature, as on mainnet
+BLOCKHASH_WINDOWS = 3  # a blockhash stays valid for this many windows of 150 slots (about a minute here)
 USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
@@ -67,6 +72,93 @@ def b58encode(data: bytes) -> str:
     return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
 
 
+def b58decode(text: str) -> bytes:
+    n = 0
+    for char in text:
+        if char not in B58:
+            raise ValueError(f"{text!r} is not base58")
+        n = n * 58 + B58.index(char)
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
+def blockhash_of(window: int) -> str:
+    return b58encode(hashlib.sha256(str(window).encode()).digest())
+
+
+class TxError(Exception):
+    """A transaction a Solana node refuses: a JSON-RPC error code and message."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _short_vec(raw: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(raw):
+            raise TxError(-32602, "failed to deserialize the transaction: short vector cut off")
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def parse_transaction(raw: bytes) -> dict:
+    """A legacy transaction: signatures, header, account keys, blockhash, instructions; its signatures checked against
+    the signing accounts (TxError -32003 otherwise, as a node answers)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        count, at = _short_vec(raw, 0)
+        signatures = [raw[at + 64 * i : at + 64 * (i + 1)] for i in range(count)]
+        at += 64 * count
+        message = raw[at:]
+        required, _readonly_signed, _readonly = message[0], message[1], message[2]
+        keys_count, pos = _short_vec(message, 3)
+        keys = [message[pos + 32 * i : pos + 32 * (i + 1)] for i in range(keys_count)]
+        pos += 32 * keys_count
+        blockhash = message[pos : pos + 32]
+        pos += 32
+        instructions = []
+        n_instructions, pos = _short_vec(message, pos)
+        for _ in range(n_instructions):
+            program = message[pos]
+            n_accounts, pos = _short_vec(message, pos + 1)
+            accounts = list(message[pos : pos + n_accounts])
+            pos += n_accounts
+            n_data, pos = _short_vec(message, pos)
+            instructions.append({"program": keys[program], "accounts": [keys[i] for i in accounts],
+                                 "data": message[pos : pos + n_data]})  # fmt: skip
+            pos += n_data
+    except (IndexError, ValueError) as error:
+        raise TxError(-32602, f"failed to deserialize the transaction: {error}") from None
+    if count == 0 or count != required or any(len(sig) != 64 for sig in signatures) or len(blockhash) != 32:
+        raise TxError(-32602, "failed to deserialize the transaction: signatures do not match its header")
+    for signature, key in zip(signatures, keys[:required], strict=True):
+        try:
+            Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            raise TxError(-32003, "Transaction signature verification failure") from None
+    return {"signature": b58encode(signatures[0]), "payer": b58encode(keys[0]), "blockhash": b58encode(blockhash),
+            "instructions": instructions, "fee": FEE_LAMPORTS * count}  # fmt: skip
+
+
+def transfers_of(tx: dict) -> list[tuple[str, str, int]]:
+    """(from, to, lamports) of each System Program transfer."""
+    moves = []
+    for instruction in tx["instructions"]:
+        data = instruction["data"]
+        if instruction["program"] == SYSTEM_PROGRAM and len(data) == 12 and int.from_bytes(data[:4], "little") == 2:
+            source, target = (b58encode(k) for k in instruction["accounts"][:2])
+            moves.append((source, target, int.from_bytes(data[4:], "little")))
+    return moves
+
+
 def current_slot() -> int:
     return int(time.time() * 2.5) - 3_900_000_000  # 400 ms slots, mainnet-sized and monotonic
 
@@ -77,7 +169,15 @@ def safe_path(raw: str) -> str:
 
 
 def empty_admin() -> dict:
-    return {"revoked": {p: [] for p in REVOCABLE}, "down": {p: False for p in DOWNABLE}, "balances": {}}
+    return {
+        "revoked": {p: [] for p in REVOCABLE},
+        "down": {p: False for p in DOWNABLE},
+        "balances": {},
+        # owner -> [{pubkey, mint, amount, decimals, program}]: SPL token accounts a wallet holds
+        "token_accounts": {},
+        # signature -> slot of the transactions this node executed
+        "signatures": {},
+    }
 
 
 class State:
@@ -107,6 +207,24 @@ class State:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def settle(self, tx: dict, slot: int) -> None:
+        """The fee and the transfers of a checked transaction, all or nothing (TxError when a balance would go below
+        zero, or when it was executed before)."""
+        with self.lock:
+            if tx["signature"] in self.admin["signatures"]:
+                raise TxError(-32002, "Transaction simulation failed: This transaction has already been processed")
+            balances = dict(self.admin["balances"])
+            balances[tx["payer"]] = balances.get(tx["payer"], 0) - tx["fee"]
+            for source, target, lamports in transfers_of(tx):
+                balances[source] = balances.get(source, 0) - lamports
+                balances[target] = balances.get(target, 0) + lamports
+            if any(value < 0 for value in balances.values()):
+                raise TxError(-32002, "Transaction simulation failed: Attempt to debit an account but found no record "
+                              "of a prior credit, or insufficient funds")  # fmt: skip
+            self.admin["balances"] = balances
+            self.admin["signatures"][tx["signature"]] = slot
+            self._save_admin()
 
     def snapshot(self, key: str | None = None) -> dict:
         with self.lock:
@@ -396,29 +514,72 @@ class Handler(BaseHTTPRequestHandler):
             lamports = self.state.snapshot("balances").get(params[0], 0)
             result = {"context": {"slot": slot}, "value": lamports}
         elif method == "getLatestBlockhash":
-            blockhash = b58encode(hashlib.sha256(str(slot // 150).encode()).digest())
-            value = {"blockhash": blockhash, "lastValidBlockHeight": slot + 150}
+            value = {"blockhash": blockhash_of(slot // 150), "lastValidBlockHeight": slot + 150}
             result = {"context": {"slot": slot}, "value": value}
         elif method == "sendTransaction":
             if not params or not isinstance(params[0], str) or not params[0]:
                 return rpc_error(rid, -32602, "Invalid params: expected [transaction, config]")
-            tx = params[0]
-            signature = b58encode(hashlib.sha512(tx.encode()).digest())
             opts = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
-            record = {"ts": now_iso(), "signature": signature, "tx": tx, "encoding": opts.get("encoding")}
-            self.state.append("tx", record | {"via": provider or "rpc", "client": self.client_address[0]})
-            result = signature
+            try:
+                result = self._execute(params[0], opts.get("encoding") or "base58", slot, provider)
+            except TxError as error:
+                return rpc_error(rid, error.code, error.message)
+        elif method == "getSignatureStatuses":
+            if not params or not isinstance(params[0], list):
+                return rpc_error(rid, -32602, "Invalid params: expected [[signature, ...]]")
+            executed = self.state.snapshot("signatures")
+            value = [
+                {"slot": executed[sig], "confirmations": None, "err": None, "status": {"Ok": None},
+                 "confirmationStatus": "finalized"} if sig in executed else None
+                for sig in params[0]
+            ]  # fmt: skip
+            result = {"context": {"slot": slot}, "value": value}
+        elif method == "getTokenAccountsByOwner":
+            if len(params) < 2 or not isinstance(params[0], str) or not isinstance(params[1], dict):
+                return rpc_error(rid, -32602, "Invalid params: expected [owner, {programId|mint}, config]")
+            accounts = self.state.snapshot("token_accounts").get(params[0], [])
+            wanted_program, wanted_mint = params[1].get("programId"), params[1].get("mint")
+            value = [
+                {"pubkey": a["pubkey"], "account": {"owner": a["program"], "lamports": 2039280, "data": {
+                    "program": "spl-token", "parsed": {"type": "account", "info": {
+                        "mint": a["mint"], "owner": params[0], "tokenAmount": {
+                            "amount": str(a["amount"]), "decimals": a["decimals"],
+                            "uiAmountString": str(a["amount"] / 10 ** a["decimals"])}}}}}}
+                for a in accounts
+                if (wanted_program is None or a["program"] == wanted_program)
+                and (wanted_mint is None or a["mint"] == wanted_mint)
+            ]  # fmt: skip
+            result = {"context": {"slot": slot}, "value": value}
         elif provider:
             result = {"provider": provider, "method": method}
         else:
             return rpc_error(rid, -32601, "Method not found")
         return {"jsonrpc": "2.0", "id": rid, "result": result}
 
+    def _execute(self, encoded: str, encoding: str, slot: int, provider: str | None) -> str:
+        """What a node does with sendTransaction: decode, check every signature and the blockhash, move the lamports
+        of its System Program transfers (plus the fee) or refuse; only an executed transaction is recorded."""
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(encoded, validate=True) if encoding == "base64" else b58decode(encoded)
+        except (binascii.Error, ValueError):
+            raise TxError(-32602, f"failed to decode the transaction as {encoding}") from None
+        tx = parse_transaction(raw)
+        if tx["blockhash"] not in {blockhash_of(slot // 150 - i) for i in range(BLOCKHASH_WINDOWS)}:
+            raise TxError(-32002, "Transaction simulation failed: Blockhash not found")
+        self.state.settle(tx, slot)
+        record = {"ts": now_iso(), "signature": tx["signature"], "tx": encoded, "encoding": encoding,
+                  "transfers": [list(m) for m in transfers_of(tx)], "fee": tx["fee"]}  # fmt: skip
+        self.state.append("tx", record | {"via": provider or "rpc", "client": self.client_address[0]})
+        return tx["signature"]
+
     def _admin(self, method: str, name: str) -> tuple[int, object]:
         if name in ("state", "revoked"):
             self._allow(method, "GET")
             return 200, self.state.snapshot(None if name == "state" else "revoked")
-        if name not in ("revoke", "down", "balance", "reset"):
+        if name not in ("revoke", "down", "balance", "token_accounts", "reset"):
             return 404, {"error": "not found"}
         self._allow(method, "POST")
         if name == "reset":
@@ -438,6 +599,18 @@ class Handler(BaseHTTPRequestHandler):
                 raise HttpError(400, {"error": f"need provider in {list(DOWNABLE)} and down (bool)"})
             self.state.update("down", provider, body["down"])
             return 200, {"provider": provider, "down": body["down"]}
+        if name == "token_accounts":
+            owner, accounts = body.get("owner"), body.get("accounts")
+            keys = {"pubkey", "mint", "amount", "decimals"}
+            if (
+                not isinstance(owner, str)
+                or not isinstance(accounts, list)
+                or not all(isinstance(a, dict) and keys <= set(a) and type(a["amount"]) is int for a in accounts)
+            ):
+                raise HttpError(400, {"error": "need owner and accounts [{pubkey, mint, amount, decimals}]"})
+            listed = [{**a, "program": a.get("program", TOKEN_PROGRAMS[0])} for a in accounts]
+            self.state.update("token_accounts", owner, listed)
+            return 200, {"owner": owner, "accounts": listed}
         pubkey, lamports = body.get("pubkey"), body.get("lamports")
         if not isinstance(pubkey, str) or not pubkey or type(lamports) is not int or lamports < 0:
             raise HttpError(400, {"error": "need pubkey (string) and lamports (integer >= 0)"})

@@ -31,6 +31,44 @@ def manual_step(secret: dict, confirmed: list) -> dict:
     }
 
 
+def wallet_steps(transfer: dict, new_pubkey: str) -> list:
+    """What is still to do by hand with the old wallet, as steps of the incident record: its funds when the transfer
+    was not confirmed on chain (with the node's reason), and every SPL token account holding tokens (a System Program
+    transfer cannot move them)."""
+    if not transfer or transfer.get("skipped"):
+        return []
+    old = transfer.get("pubkey", "")
+    steps = []
+    if not transfer.get("confirmed") and int(transfer.get("lamports") or 0) > 0:
+        why = transfer.get("error") or "not sent (key_rotation_send_transfer=false)"
+        steps.append(
+            {
+                "name": "WALLET_TRANSFER",
+                "provider": "Solana",
+                "method": "manual",
+                "done": False,
+                "detail": f"OPEN: move {transfer['lamports']} lamports from {old} to {new_pubkey}: {why}",
+            }
+        )
+    for account in transfer.get("token_accounts") or []:
+        if int(account.get("amount", 0)) > 0:
+            amount = int(account["amount"]) / 10 ** int(account.get("decimals", 0))
+            steps.append(
+                {
+                    "name": f"SPL_TOKEN_{account['mint']}",
+                    "provider": "Solana",
+                    "method": "manual",
+                    "done": False,
+                    "detail": (
+                        f"OPEN: move {amount:g} of token {account['mint']} (account {account['pubkey']}) to the new "
+                        f"wallet {new_pubkey}, e.g. spl-token transfer --fund-recipient {account['mint']} ALL "
+                        f"{new_pubkey} --owner <old keypair>"
+                    ),
+                }
+            )
+    return steps
+
+
 def unchanged_secrets(new: dict, current: dict) -> list:
     """Names whose new value is the stolen one."""
     return sorted(name for name, value in new.items() if current.get(name) == value)
@@ -47,5 +85,6 @@ class FilterModule:
             "revocation_step": revocation_step,
             "manual_step": manual_step,
             "unchanged_secrets": unchanged_secrets,
+            "wallet_steps": wallet_steps,
             "wallet_pubkey": wallet_pubkey,
         }

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +18,14 @@ import pytest
 COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
+EDGE_DIR = Path(__file__).resolve().parents[2] / "lab" / "edge"
+if str(EDGE_DIR) not in sys.path:
+    sys.path.insert(0, str(EDGE_DIR))
+
+import edge
+
+# A proxy from the environment must not intercept calls to 127.0.0.1.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 OPERATOR_UID = "MojoRust DR operator <operator@example.test>"
 HOST_UID = "mojorust backup signing key (unit)"
@@ -104,3 +117,51 @@ def gpg_keys(tmp_path_factory) -> Keys:
     yield keys
     for home in homes:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
+
+
+# ------------------------------------------------------------------------------------------ the edge, in process
+class Edge:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.server = edge.make_server("127.0.0.1", 0, state_dir)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def call(self, method, path, body=None, headers=None, form=False):
+        headers = dict(headers or {})
+        data = None
+        if body is not None and form:
+            data = urllib.parse.urlencode(body).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with OPENER.open(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, json.loads(err.read())
+
+    def rpc(self, method, params=None, path="/rpc", headers=None):
+        body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params or []}
+        return self.call("POST", path, body, headers)
+
+    def records(self, name: str) -> list[dict]:
+        path = self.state_dir / name
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """drlab-edge on a free port of 127.0.0.1, with its state in tmp_path."""
+    server = Edge(tmp_path / "state")
+    yield server
+    server.stop()

@@ -73,3 +73,17 @@ def test_check_mode_scrubs_nothing(tmp_path):
     history.write_text("old-secret-1\n")
     assert sweep.scrub_file(str(history), [b"old-secret-1"], check=True)
     assert history.read_text() == "old-secret-1\n"
+
+
+def test_an_unconfirmed_transfer_and_every_token_account_stay_open_steps():
+    usdc = {"pubkey": "Acc1", "mint": "USDC", "amount": 1_500_000, "decimals": 6}
+    empty = {"pubkey": "Acc2", "mint": "BONK", "amount": 0, "decimals": 5}
+    refused = {"pubkey": "Old", "lamports": 10, "confirmed": False, "error": "not sent: Blockhash not found",
+               "token_accounts": [usdc, empty]}  # fmt: skip
+    steps = kr.wallet_steps(refused, "New")
+    assert [s["name"] for s in steps] == ["WALLET_TRANSFER", "SPL_TOKEN_USDC"]
+    assert not any(s["done"] for s in steps)
+    assert "Blockhash not found" in steps[0]["detail"] and "move 1.5 of token USDC" in steps[1]["detail"]
+    confirmed = {**refused, "confirmed": True, "token_accounts": [empty]}
+    assert kr.wallet_steps(confirmed, "New") == []
+    assert kr.wallet_steps({"skipped": True}, "New") == []

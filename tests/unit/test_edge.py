@@ -2,79 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import json
-import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab" / "edge"))
 
 import edge
+import pytest
+from ansible_collections.mojorust.dr.plugins.modules import solana_wallet as sw
+from conftest import Edge
 
 BOT_TOKEN = "123456:AAraw-telegram-token-do-not-store"
 HELIUS_KEY = "helius-raw-key-0f3a9c"
 QUICKNODE_KEY = "quicknode-raw-key-77be21"
 INFISICAL_TOKEN = "st.infisical-raw-token-5d1e"
 RAW_SECRETS = (BOT_TOKEN, HELIUS_KEY, QUICKNODE_KEY, INFISICAL_TOKEN)
-# A proxy from the environment must not intercept calls to 127.0.0.1.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def fp(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
-class Edge:
-    def __init__(self, state_dir: Path):
-        self.state_dir = state_dir
-        self.server = edge.make_server("127.0.0.1", 0, state_dir)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-    def call(self, method, path, body=None, headers=None, form=False):
-        headers = dict(headers or {})
-        data = None
-        if body is not None and form:
-            data = urllib.parse.urlencode(body).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
-        try:
-            with OPENER.open(req, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            with err:
-                return err.code, json.loads(err.read())
-
-    def rpc(self, method, params=None, path="/rpc", headers=None):
-        body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params or []}
-        return self.call("POST", path, body, headers)
-
-    def records(self, name: str) -> list[dict]:
-        path = self.state_dir / name
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-@pytest.fixture
-def lab(tmp_path):
-    server = Edge(tmp_path / "state")
-    yield server
-    server.stop()
 
 
 def test_health_and_unknown_path(lab):
@@ -200,12 +148,77 @@ def test_solana_rpc(lab):
         "error": {"code": -32601, "message": "Method not found"},
     }
 
-    status, body = lab.rpc("sendTransaction", ["AQIDBA==", {"encoding": "base64"}])
-    signature = body["result"]
-    assert status == 200 and isinstance(signature, str) and len(signature) > 40
-    assert set(signature) <= set(edge.B58)
-    [tx] = lab.records("transactions.jsonl")
-    assert tx["tx"] == "AQIDBA==" and tx["signature"] == signature and tx["encoding"] == "base64"
+
+def funded_transfer(lab, lamports: int, balance: int = 2_500_000_000, blockhash: str | None = None) -> dict:
+    """A new payer with `balance` lamports on the edge, and its signed transfer of `lamports` to a new wallet."""
+    payer, payer_pubkey = sw.generate()
+    _, to = sw.generate()
+    lab.call("POST", "/admin/balance", {"pubkey": payer_pubkey, "lamports": balance})
+    blockhash = blockhash or lab.rpc("getLatestBlockhash")[1]["result"]["value"]["blockhash"]
+    return {"payer": payer_pubkey, "to": to, **sw.sign_transfer(payer, to, lamports, blockhash)}
+
+
+def test_a_signed_transfer_is_executed_and_confirmed(lab):
+    tx = funded_transfer(lab, 1_000_000_000)
+    status, body = lab.rpc("sendTransaction", [tx["transaction"], {"encoding": "base64"}])
+    assert status == 200 and body["result"] == tx["signature"]  # a transaction's id is its first signature
+    assert lab.rpc("getBalance", [tx["to"]])[1]["result"]["value"] == 1_000_000_000
+    assert lab.rpc("getBalance", [tx["payer"]])[1]["result"]["value"] == 2_500_000_000 - 1_000_000_000 - 5000
+    statuses = lab.rpc("getSignatureStatuses", [[tx["signature"], "1" * 64]])[1]["result"]["value"]
+    assert statuses[0]["confirmationStatus"] == "finalized" and statuses[0]["err"] is None
+    assert statuses[1] is None
+    [record] = lab.records("transactions.jsonl")
+    assert record["signature"] == tx["signature"] and record["transfers"] == [[tx["payer"], tx["to"], 1_000_000_000]]
+    # the same transaction again is refused, and moves nothing
+    assert lab.rpc("sendTransaction", [tx["transaction"], {"encoding": "base64"}])[1]["error"]["code"] == -32002
+    assert lab.rpc("getBalance", [tx["to"]])[1]["result"]["value"] == 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("damage", "code"),
+    [
+        # what Ansible's no_log made of the transaction: every digit of the keypair masked in the base64
+        (lambda b64: b64[:40] + "********" + b64[48:], -32602),
+        (lambda b64: base64.b64encode(_flip_last(base64.b64decode(b64))).decode(), -32003),  # another amount
+        (lambda b64: "AQIDBA==", -32602),
+    ],
+)
+def test_a_garbled_or_wrongly_signed_transaction_is_refused_and_moves_nothing(lab, damage, code):
+    tx = funded_transfer(lab, 1_000)
+    status, body = lab.rpc("sendTransaction", [damage(tx["transaction"]), {"encoding": "base64"}])
+    assert status == 200 and body["error"]["code"] == code and "result" not in body
+    assert lab.rpc("getBalance", [tx["to"]])[1]["result"]["value"] == 0
+    assert lab.records("transactions.jsonl") == []
+
+
+def _flip_last(raw: bytes) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 1])
+
+
+def test_an_unknown_blockhash_or_too_little_money_is_refused(lab):
+    stale = funded_transfer(lab, 1_000, blockhash=sw.b58encode(bytes(range(32))))
+    assert "Blockhash not found" in lab.rpc("sendTransaction", [stale["transaction"], {"encoding": "base64"}])[1][
+        "error"]["message"]  # fmt: skip
+    poor = funded_transfer(lab, 1_000, balance=5_500)
+    assert "insufficient funds" in lab.rpc("sendTransaction", [poor["transaction"], {"encoding": "base64"}])[1][
+        "error"]["message"]  # fmt: skip
+    assert lab.rpc("getBalance", [poor["payer"]])[1]["result"]["value"] == 5_500
+
+
+def test_token_accounts_of_a_wallet(lab):
+    accounts = [{"pubkey": "TokAcc1", "mint": edge.USDC_MINT, "amount": 1_500_000, "decimals": 6}]
+    assert lab.call("POST", "/admin/token_accounts", {"owner": "W1", "accounts": accounts})[0] == 200
+    assert lab.call("POST", "/admin/token_accounts", {"owner": "W1", "accounts": [{"pubkey": "x"}]})[0] == 400
+    _, body = lab.rpc("getTokenAccountsByOwner", ["W1", {"programId": edge.TOKEN_PROGRAMS[0]},
+                                                         {"encoding": "jsonParsed"}])  # fmt: skip
+    [account] = body["result"]["value"]
+    info = account["account"]["data"]["parsed"]["info"]
+    assert account["pubkey"] == "TokAcc1" and info["mint"] == edge.USDC_MINT
+    assert info["tokenAmount"]["amount"] == "1500000" and info["tokenAmount"]["uiAmountString"] == "1.5"
+    other_program = lab.rpc("getTokenAccountsByOwner", ["W1", {"programId": edge.TOKEN_PROGRAMS[1]}, {}])[1]
+    assert other_program["result"]["value"] == []
+    assert lab.rpc("getTokenAccountsByOwner", ["W2", {"programId": edge.TOKEN_PROGRAMS[0]}, {}])[1]["result"][
+        "value"] == []  # fmt: skip
 
 
 def test_infisical_revoke(lab):
@@ -225,7 +238,8 @@ def test_state_survives_new_server_and_reset(tmp_path):
         first.call("POST", "/admin/down", {"provider": "jupiter", "down": True})
         first.call("POST", "/admin/balance", {"pubkey": "Wallet1", "lamports": 5})
         first.call("POST", f"/bot{BOT_TOKEN}/sendMessage", {"chat_id": 1, "text": "before restart"})
-        first.rpc("sendTransaction", ["AQID"])
+        tx = funded_transfer(first, 2)
+        first.rpc("sendTransaction", [tx["transaction"], {"encoding": "base64"}])
     finally:
         first.stop()
 
@@ -233,7 +247,8 @@ def test_state_survives_new_server_and_reset(tmp_path):
     try:
         state = second.call("GET", "/admin/state")[1]
         assert fp(HELIUS_KEY) in state["revoked"]["helius"]
-        assert state["down"]["jupiter"] is True and state["balances"] == {"Wallet1": 5}
+        assert state["down"]["jupiter"] is True and state["balances"]["Wallet1"] == 5
+        assert state["balances"][tx["to"]] == 2 and tx["signature"] in state["signatures"]
         assert second.call("GET", f"/helius/health?api-key={HELIUS_KEY}")[0] == 401
         assert second.call("GET", "/jupiter/health")[0] == 503
         assert second.rpc("getBalance", ["Wallet1"])[1]["result"]["value"] == 5
@@ -257,7 +272,9 @@ def test_raw_keys_never_written(lab):
     lab.call("GET", f"/helius/health?api-key={HELIUS_KEY}")
     lab.rpc("getBalance", ["W"], path=f"/helius/rpc?api-key={HELIUS_KEY}")
     lab.call("GET", "/quicknode/health", headers={"x-api-key": QUICKNODE_KEY})
-    lab.rpc("sendTransaction", ["AQID"], path="/quicknode/", headers={"x-api-key": QUICKNODE_KEY})
+    tx = funded_transfer(lab, 2)
+    lab.rpc("sendTransaction", [tx["transaction"], {"encoding": "base64"}], path="/quicknode/",
+            headers={"x-api-key": QUICKNODE_KEY})  # fmt: skip
     bearer = {"Authorization": f"Bearer {INFISICAL_TOKEN}"}
     lab.call("POST", "/infisical/api/v1/auth/token/revoke", headers=bearer)
     lab.call("POST", "/admin/revoke", {"provider": "helius", "key_sha256": fp(HELIUS_KEY)})

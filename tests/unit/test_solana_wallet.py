@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import edge
 import pytest
 from ansible_collections.mojorust.dr.plugins.modules import solana_wallet as sw
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -75,3 +81,99 @@ def test_a_tampered_transfer_does_not_verify():
 def test_bad_input_is_refused_with_the_reason(keypair, to, blockhash, message):
     with pytest.raises(ValueError, match=message):
         sw.sign_transfer(keypair, to, 1, blockhash)
+
+
+# ------------------------------------------------------------------- the drain, against the edge (issue 15)
+def params(**overrides) -> dict:
+    values = {"keypair": json.dumps(LAB_KEYPAIR), "to": sw.generate()[1], "lamports": None, "recent_blockhash": None,
+              "rpc_url": None, "fee_lamports": 5000, "send": True, "confirm_timeout": 5}  # fmt: skip
+    return {**values, **overrides}
+
+
+def test_keypairs_come_as_keygen_json_or_base58():
+    assert sw.parse_keypair(json.dumps(LAB_KEYPAIR)) == LAB_KEYPAIR
+    assert sw.parse_keypair(sw.b58encode(bytes(LAB_KEYPAIR))) == LAB_KEYPAIR
+    with pytest.raises(ValueError, match="solana-keygen JSON"):
+        sw.parse_keypair("[1, 2, 300]")
+
+
+def test_the_whole_balance_but_the_fee_moves_and_is_confirmed_on_chain(lab):
+    payer = sw.b58encode(bytes(LAB_KEYPAIR[32:]))
+    lab.call("POST", "/admin/balance", {"pubkey": payer, "lamports": 3_000_000_000})
+    usdc = [{"pubkey": "TokAcc1", "mint": edge.USDC_MINT, "amount": 1_500_000, "decimals": 6}]
+    lab.call("POST", "/admin/token_accounts", {"owner": payer, "accounts": usdc})
+    result = sw.drain(params(rpc_url=lab.base + "/rpc", to=(to := sw.generate()[1])), check_mode=False)
+    assert result["sent"] and result["confirmed"] and result["confirmation_status"] == "finalized"
+    assert result["error"] == "" and result["lamports"] == 3_000_000_000 - 5000
+    assert lab.rpc("getBalance", [to])[1]["result"]["value"] == 3_000_000_000 - 5000
+    assert lab.rpc("getBalance", [payer])[1]["result"]["value"] == 0
+    assert [(a["mint"], a["amount"]) for a in result["token_accounts"]] == [(edge.USDC_MINT, 1_500_000)]
+    assert "keypair" not in result and json.dumps(LAB_KEYPAIR) not in json.dumps(result)
+
+
+def test_a_node_that_refuses_the_transfer_is_reported_not_sent(lab):
+    """Before, a JSON-RPC error came back with HTTP 200 and the record said transfer_sent: true."""
+    payer = sw.b58encode(bytes(LAB_KEYPAIR[32:]))
+    lab.call("POST", "/admin/balance", {"pubkey": payer, "lamports": 1_000_000})
+    stale = sw.b58encode(bytes(range(32)))
+    result = sw.drain(params(rpc_url=lab.base + "/rpc", recent_blockhash=stale), check_mode=False)
+    assert not result["sent"] and not result["confirmed"]
+    assert "Blockhash not found" in result["error"]
+    assert lab.records("transactions.jsonl") == []
+
+
+def test_check_mode_and_send_false_sign_but_never_send(lab):
+    payer = sw.b58encode(bytes(LAB_KEYPAIR[32:]))
+    lab.call("POST", "/admin/balance", {"pubkey": payer, "lamports": 1_000_000})
+    for result in (sw.drain(params(rpc_url=lab.base + "/rpc"), check_mode=True),
+                   sw.drain(params(rpc_url=lab.base + "/rpc", send=False), check_mode=False)):  # fmt: skip
+        assert sw.verify_transaction(result["transaction"]) and not result["sent"]
+    assert lab.records("transactions.jsonl") == []
+
+
+def test_an_empty_wallet_has_nothing_to_move(lab):
+    result = sw.drain(params(rpc_url=lab.base + "/rpc"), check_mode=False)
+    assert not result["sent"] and "nothing to move" in result["error"] and "transaction" not in result
+
+
+def test_confirmation_waits_then_gives_up_with_the_last_status():
+    class Pending:
+        def call(self, method, params):
+            return {"value": [{"confirmationStatus": "processed", "err": None}]}
+
+    clock = iter(range(100))
+    assert sw.confirm(Pending(), "sig", 3, sleep=lambda s: None, clock=lambda: next(clock)) == (
+        False, "processed", "not confirmed after 3 s (last status: processed)")  # fmt: skip
+
+
+def test_through_ansible_the_transaction_is_not_masked(tmp_path):
+    """The module run by Ansible with the keypair as its no_log option: the returned transaction is intact and
+    verifies. With the keypair as a no_log list of numbers, Ansible masked each number's digits in the base64."""
+    root = Path(__file__).resolve().parents[2]
+    playbook = tmp_path / "drain.yml"
+    playbook.write_text(
+        f"""- hosts: localhost
+  gather_facts: false
+  vars:
+    old_wallet: {json.dumps(LAB_KEYPAIR)}
+  tasks:
+    - mojorust.dr.solana_wallet:
+        state: transfer
+        keypair: "{{{{ old_wallet | to_json }}}}"
+        to: "{sw.generate()[1]}"
+        lamports: 1000000
+        recent_blockhash: "{sw.b58encode(bytes(range(1, 33)))}"
+      register: signed
+    - ansible.builtin.copy:
+        content: "{{{{ signed | to_json }}}}"
+        dest: "{tmp_path}/signed.json"
+        mode: "0600"
+"""
+    )
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(root / "collections"), ANSIBLE_CONFIG=str(root / "ansible.cfg"))
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=root)
+    assert run.returncode == 0, run.stdout + run.stderr
+    signed = json.loads((tmp_path / "signed.json").read_text())
+    assert "*" not in signed["transaction"] and sw.verify_transaction(signed["transaction"])
