@@ -265,6 +265,14 @@ def scenarios() -> dict[str, Scenario]:
         ansible_playbook("playbooks/failover.yml", "-e", "failover_target=fresh"),
         detail=newest_failover_record,
     )
+    # The data center is gone: the operator confirms the old server is down (the fence fails closed otherwise).
+    failover_confirmed = Phase(
+        "failover to a fresh host (old server confirmed down)",
+        ansible_playbook(
+            "playbooks/failover.yml", "-e", "failover_target=fresh", "-e", "fence_unreachable_confirmed=true"
+        ),
+        detail=newest_failover_record,
+    )
     python = str(ROOT / ".venv/bin/python")
     at_dns_name = Phase("verify: bot.drlab.test answers healthy", [python, "-m", "mojorust_dr.labcheck"], "verify")
     return {
@@ -405,7 +413,7 @@ def scenarios() -> dict[str, Scenario]:
                 phases=[
                     *failover_prepare,
                     Phase("disaster: prod removed, disk and all", ["podman", "rm", "-f", "drlab-prod"], "disaster"),
-                    failover,
+                    failover_confirmed,
                     at_dns_name,
                 ],
                 rpo=newest_offsite_age,

@@ -999,7 +999,17 @@ def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env) -> dict:
     commit = None
     if os.path.isdir(config_git):
         result = subprocess.run(
-            ["git", "-c", "safe.directory=*", "-C", os.path.dirname(config_git), "rev-parse", "HEAD"],
+            [
+                "git",
+                "-c",
+                "safe.directory=*",
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-C",
+                os.path.dirname(config_git),
+                "rev-parse",
+                "HEAD",
+            ],
             capture_output=True,
             text=True,
         )
