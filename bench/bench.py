@@ -384,18 +384,19 @@ class Bench:
         recipient = in_prod(
             "python3 -c \"import json;print(json.load(open('/etc/mojorust-backup/config.json'))['recipients'][0])\""
         ).strip()
-        gnupg = "~/.config/mojorust-backup/gnupg"
+        gnupg = self.bench_public_keyring()
         methods = [
             (
+                # as root, as Ansible runs it: the command drops to the backup user itself
                 "ours",
-                "tradingbot",
+                "root",
                 "/usr/local/bin/mojorust-backup create --owner drbench",
                 "s=$(cat /home/tradingbot/backups/LAST_GOOD); du -sb /home/tradingbot/backups/$s | cut -f1",
             ),
             (
                 # the same, at the previous default level (backup_zstd_level: 3), from a copy of the config
                 "ours_zstd3",
-                "tradingbot",
+                "root",
                 "python3 -c \"import json; c = json.load(open('/etc/mojorust-backup/config.json'));"
                 " c['zstd_level'] = 3; json.dump(c, open('/tmp/drbench-zstd3.json', 'w'))\""
                 " && /usr/local/bin/mojorust-backup create --owner drbench --config /tmp/drbench-zstd3.json",
@@ -551,6 +552,13 @@ class Bench:
             f"{parsed['bot_down_seconds']} s"
         )
 
+    def bench_public_keyring(self) -> str:
+        """A keyring of the bot user's with the operator's public key, for the plan's naive pipelines."""
+        home = "/home/tradingbot/.drbench-gnupg"
+        in_prod(f"rm -rf {home}; install -d -m 0700 -o tradingbot -g tradingbot {home}")
+        in_prod(f"gpg --homedir {home} --batch -q --import /etc/mojorust-backup/operator-keys.asc", user="tradingbot")
+        return home
+
     def import_operator_key(self) -> None:
         import yaml  # the venv's PyYAML
 
@@ -616,7 +624,7 @@ class Bench:
         recipient = in_prod(
             "python3 -c \"import json;print(json.load(open('/etc/mojorust-backup/config.json'))['recipients'][0])\""
         ).strip()
-        gnupg = "~/.config/mojorust-backup/gnupg"
+        gnupg = self.bench_public_keyring()
         in_prod(DB_ENV + f"pg_dump -Fc -Z0 {DB} -f {SCRATCH}/plain.dump trading_db", user="tradingbot")
         in_prod(f"zstd -q -3 -T0 -f {SCRATCH}/plain.dump -o {SCRATCH}/plain.dump.zst", user="tradingbot")
         in_prod(

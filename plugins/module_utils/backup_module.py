@@ -12,8 +12,8 @@ CONFIG_OPTIONS = {
 }
 
 
-def load_config(module, overrides: dict | None = None) -> backupset.Config:
-    """The settings the backup role deployed (the timer's), with overrides; fails the module with a reason."""
+def load_settings(module, overrides: dict | None = None) -> dict:
+    """The settings the backup role deployed (the timer's), with overrides, checked; fails the module with a reason."""
     path = module.params["config_file"]
     try:
         with open(path, encoding="utf-8") as handle:
@@ -22,6 +22,12 @@ def load_config(module, overrides: dict | None = None) -> backupset.Config:
         module.fail_json(msg=f"cannot read the backup settings {path} ({error}); run playbooks/backup.yml first")
     data.update(overrides or {})
     try:
-        return backupset.Config.from_dict(data)
+        backupset.Config.from_dict(data)
     except backupset.BackupError as error:
         module.fail_json(msg=str(error))
+    return data
+
+
+def load_config(module, overrides: dict | None = None) -> backupset.Config:
+    """The settings as a Config (see load_settings)."""
+    return backupset.Config.from_dict(load_settings(module, overrides))

@@ -28,6 +28,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -74,7 +75,16 @@ class Config:
     backup_dir: str = "/home/tradingbot/backups"
     bot_home: str = "/home/tradingbot/mojo-trading-bot"
     wallet_path: str = "/home/tradingbot/.config/solana/id.json"
-    gnupg_home: str = "/home/tradingbot/.config/mojorust-backup/gnupg"
+    # The system user the backups run as (never the bot's): it owns the sets; it reads the bot's files through
+    # CAP_DAC_READ_SEARCH only (its systemd unit, or the privilege drop of `mojorust-backup` run as root).
+    backup_user: str = "mojorust-backup"
+    # Keys: files owned by root, readable by the backup user's group (the signing key) or by all (public keys);
+    # every run imports them into a private keyring that lives as long as the run. The bot's uid reads none of them.
+    signing_key_file: str = "/etc/mojorust-backup/signing-key.asc"
+    operator_keys_file: str = "/etc/mojorust-backup/operator-keys.asc"
+    # Public keys (*.asc) of the hosts whose sets may be verified and restored here, this host's own among them;
+    # a revoked key's file carries its revocation, so the sets it signed are refused.
+    trusted_keys_dir: str = "/etc/mojorust-backup/trusted-keys"
     recipients: list[str] = field(default_factory=list)
     signing_key: str = ""
     db_host: str = "127.0.0.1"
@@ -260,6 +270,54 @@ def retention_plan(
 # ----------------------------------------------------------------------------------------------------- gpg
 def gpg_base(home: str) -> list[str]:
     return ["gpg", "--homedir", home, "--batch", "--no-tty", "--quiet", "--trust-model", "always"]
+
+
+@contextlib.contextmanager
+def keyring(*sources: str):
+    """A private GnuPG home (0700, removed afterwards) holding the keys of `sources`: armored key files, or
+    directories whose *.asc files are imported in name order. A missing source is an error naming it."""
+    home = tempfile.mkdtemp(prefix="mojorust-keyring-")
+    try:
+        files = []
+        for source in sources:
+            if os.path.isdir(source):
+                files += [os.path.join(source, n) for n in sorted(os.listdir(source)) if n.endswith(".asc")]
+            elif os.path.isfile(source):
+                files.append(source)
+            else:
+                raise BackupError("keys", f"{source} is missing; run playbooks/backup.yml to install the keys")
+        for path in files:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            result = subprocess.run([*gpg_base(home), "--import"], input=data, capture_output=True)
+            if result.returncode != 0:
+                raise BackupError(
+                    "keys", f"{path} is not an OpenPGP key: {result.stderr.decode(errors='replace').strip()[:200]}"
+                )
+        yield home
+    finally:
+        stop_gpg_agent(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_gpg_agent(home: str, timeout: float = 5.0) -> None:
+    """Stop the gpg-agent of a keyring and wait until its process is gone (reaped, not only exiting): a daemon that
+    outlives the run keeps its systemd unit from finishing (in a container without cgroup notifications, until the
+    stop timeout)."""
+    marker = home.encode()
+    agents = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if marker in handle.read() and pid != str(os.getpid()):
+                        agents.append(pid)
+            except OSError:
+                continue
+    subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True, check=False)
+    deadline = time.monotonic() + timeout
+    while any(os.path.exists(f"/proc/{pid}") for pid in agents) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def gpg_encrypt_command(home: str, recipients: list[str], output: str) -> list[str]:
@@ -563,6 +621,72 @@ def compare_tables(expected: dict[str, dict], actual: dict[str, dict]) -> list[s
     return problems
 
 
+# ------------------------------------------------------------------------------------------- who owns what
+def check_backup_dir(cfg: Config) -> None:
+    """The backup directory must be a real directory (not a symlink someone put in its place) that belongs to the
+    backup user: the bot's uid can rename entries of its home, never the sets themselves."""
+    try:
+        info = os.lstat(cfg.backup_dir)
+    except FileNotFoundError:
+        raise BackupError("config", f"{cfg.backup_dir} does not exist; run playbooks/backup.yml") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise BackupError(
+            "config",
+            f"{cfg.backup_dir} is not a directory (a symlink or file was put in its place); move it aside, find out "
+            "who did it, and run playbooks/backup.yml",
+        )
+    owner = _uid_of(cfg.backup_user)
+    if owner is not None and info.st_uid not in (owner, 0):
+        raise BackupError(
+            "config",
+            f"{cfg.backup_dir} belongs to uid {info.st_uid}, not to {cfg.backup_user}; it was replaced: move it "
+            "aside, find out who did it, and run playbooks/backup.yml",
+        )
+
+
+def _uid_of(user: str) -> int | None:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def give_to_backup_user(cfg: Config, path: str) -> None:
+    """What root wrote into the backup directory (a set fetched from off-site) belongs to the backup user, so its
+    retention can remove it later. Nothing to do when not root."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam(cfg.backup_user)
+    except KeyError:
+        return
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, entry.pw_uid, entry.pw_gid)
+
+
+def drop_privileges_argv(cfg: Config, argv: list[str]) -> list[str]:
+    """The command line that runs argv as the backup user with CAP_DAC_READ_SEARCH alone (to read the bot's files),
+    as its systemd unit does: what `mojorust-backup` does to itself when root runs it (Ansible, a test)."""
+    return [
+        "setpriv",
+        f"--reuid={cfg.backup_user}",
+        f"--regid={cfg.backup_user}",
+        "--init-groups",
+        "--inh-caps=-all,+dac_read_search",
+        "--ambient-caps=-all,+dac_read_search",
+        "--bounding-set=-all,+dac_read_search",
+        "--no-new-privs",
+        "--reset-env",  # HOME, USER, PATH of the backup user: nothing of root's environment (git reads $HOME)
+        "--",
+        *argv,
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------- lock
 class BackupLock:
     """One run at a time: an flock on <backup_dir>/.lock, released by the kernel if the holder dies."""
@@ -624,13 +748,13 @@ def _files_to_pack(cfg: Config, now: datetime) -> list[tuple[str, str]]:
     return members
 
 
-def _pack_files(members, out_path: str, cfg: Config) -> list[dict]:
+def _pack_files(members, out_path: str, cfg: Config, home: str) -> list[dict]:
     """tar | zstd | gpg of the files, streamed; their size, mode and sha256 for the manifest."""
     with open(out_path, "wb") as out:
         pipeline = Pipeline(
             [
                 ["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"],
-                gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, "-"),
+                gpg_encrypt_command(home, cfg.recipients, "-"),
             ],
             stdin=subprocess.PIPE,
             stdout=out,
@@ -662,7 +786,7 @@ def _pack_files(members, out_path: str, cfg: Config) -> list[dict]:
     return records
 
 
-def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, result: dict) -> None:
+def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, result: dict, home: str) -> None:
     """pg_dump -Fc -Z0 | (hash) | zstd | gpg, in a thread; fills result with size/sha256 or error."""
     env = dict(os.environ, PGPASSWORD=password)
     dump = subprocess.Popen(
@@ -673,7 +797,7 @@ def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, res
     )
     out = open(out_path, "wb")  # noqa: SIM115 - handed to gpg
     pipeline = Pipeline(
-        [["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"], gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, "-")],
+        [["zstd", "-q", f"-{cfg.zstd_level}", "-T0", "-c"], gpg_encrypt_command(home, cfg.recipients, "-")],
         stdin=subprocess.PIPE,
         stdout=out,
     )
@@ -821,8 +945,9 @@ def create_set(cfg: Config, owner: str = "mojorust-backup", now: datetime | None
         raise BackupError("config", "no signing key: set the host's signing key fingerprint")
     os.makedirs(cfg.backup_dir, mode=0o700, exist_ok=True)
     try:
-        with BackupLock(cfg.backup_dir, owner):
-            summary = _create_locked(cfg, set_id, now, progress)
+        check_backup_dir(cfg)  # a replaced directory is alerted like any failure
+        with BackupLock(cfg.backup_dir, owner), keyring(cfg.operator_keys_file, cfg.signing_key_file) as home:
+            summary = _create_locked(cfg, set_id, now, progress, home)
     except BaseException as error:
         if isinstance(error, BackupError) and error.check == "lock":
             raise
@@ -861,7 +986,7 @@ def create_set(cfg: Config, owner: str = "mojorust-backup", now: datetime | None
     return summary
 
 
-def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
+def _create_locked(cfg: Config, set_id: str, now: datetime, progress, home: str) -> dict:
     for name in os.listdir(cfg.backup_dir):
         if name.startswith(".partial-"):
             progress(f"removing {name} left by an interrupted run")
@@ -891,7 +1016,7 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
             dump_result: dict = {}
             dumper = threading.Thread(
                 target=_dump_database,
-                args=(cfg, password, snapshot, os.path.join(partial, MEMBERS[1]), dump_result),
+                args=(cfg, password, snapshot, os.path.join(partial, MEMBERS[1]), dump_result, home),
             )
             dumper.start()
             # Row counts and checksums in the same snapshot as the dump, while it runs.
@@ -910,9 +1035,9 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
         if "error" in dump_result:
             raise dump_result["error"]
         progress("packing files")
-        files = _pack_files(_files_to_pack(cfg, now), os.path.join(partial, MEMBERS[2]), cfg)
+        files = _pack_files(_files_to_pack(cfg, now), os.path.join(partial, MEMBERS[2]), cfg, home)
         manifest = _manifest(cfg, set_id, now, pg_version, dump_result, tables, files, env)
-        _encrypt_bytes(cfg, json.dumps(manifest, indent=2).encode(), os.path.join(partial, MEMBERS[0]))
+        _encrypt_bytes(home, cfg.recipients, json.dumps(manifest, indent=2).encode(), os.path.join(partial, MEMBERS[0]))
         tar_path = os.path.join(partial, names["tar"])
         # The archive's sha256 is taken as it is written: no second read of it.
         with open(tar_path, "wb") as raw:
@@ -925,13 +1050,16 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
             os.unlink(os.path.join(partial, member))
         with open(os.path.join(partial, names["sha256"]), "w", encoding="utf-8") as handle:
             handle.write(f"{digest}  {names['tar']}\n")
-        subprocess.run(
-            gpg_sign_command(
-                cfg.gnupg_home, cfg.signing_key, os.path.join(partial, names["sig"]), tar_path, set_id, cfg.host
-            ),
-            check=True,
+        signed = subprocess.run(
+            gpg_sign_command(home, cfg.signing_key, os.path.join(partial, names["sig"]), tar_path, set_id, cfg.host),
             capture_output=True,
         )
+        if signed.returncode != 0:
+            raise BackupError(
+                "sign",
+                f"gpg could not sign with {cfg.signing_key} from {cfg.signing_key_file}: "
+                f"{signed.stderr.decode(errors='replace').strip()}; rerun playbooks/backup.yml",
+            )
         summary = {
             "id": set_id,
             "created_at": now.isoformat(),
@@ -949,7 +1077,7 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress) -> dict:
         # and host it signs: the checks every restore makes.
         staged = SetInfo(set_id, partial, now.isoformat(), summary["size"], digest, True)
         with OpenedSet(staged) as opened:
-            _verify_opened(opened, cfg.gnupg_home, [cfg.signing_key], None, [], {}, False, cfg.host)
+            _verify_opened(opened, home, [cfg.signing_key], None, [], {}, False, cfg.host)
         # On the disk before the rename publishes it: a crash after the rename never leaves a set of empty files.
         for name in os.listdir(partial):
             os.chmod(os.path.join(partial, name), 0o600)
@@ -986,34 +1114,45 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _encrypt_bytes(cfg: Config, data: bytes, out_path: str) -> None:
-    result = subprocess.run(
-        gpg_encrypt_command(cfg.gnupg_home, cfg.recipients, out_path), input=data, capture_output=True
-    )
+def _encrypt_bytes(home: str, recipients: list[str], data: bytes, out_path: str) -> None:
+    result = subprocess.run(gpg_encrypt_command(home, recipients, out_path), input=data, capture_output=True)
     if result.returncode != 0:
         raise BackupError("encrypt", result.stderr.decode(errors="replace").strip())
 
 
+def git_head_commit(git_dir: str) -> str | None:
+    """The commit HEAD of a repository points at, read from its files (no git: the backup user reads the bot's
+    repository through CAP_DAC_READ_SEARCH, which git's access() checks ignore, and runs nothing of the bot's)."""
+    hex_digits = set("0123456789abcdef")
+
+    def commit_or_none(text: str) -> str | None:
+        text = text.strip()
+        return text if len(text) == 40 and set(text) <= hex_digits else None
+
+    try:
+        with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as handle:
+            head = handle.read().strip()
+        if not head.startswith("ref: "):
+            return commit_or_none(head)
+        ref = head[5:].strip()
+        if ".." in ref.split("/"):
+            return None
+        try:
+            with open(os.path.join(git_dir, ref), encoding="utf-8") as handle:
+                return commit_or_none(handle.read())
+        except FileNotFoundError:
+            with open(os.path.join(git_dir, "packed-refs"), encoding="utf-8") as handle:
+                for line in handle:
+                    parts = line.split()
+                    if len(parts) == 2 and parts[1] == ref:
+                        return commit_or_none(parts[0])
+    except OSError:
+        return None
+    return None
+
+
 def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env) -> dict:
-    config_git = os.path.join(cfg.bot_home, "config", ".git")
-    commit = None
-    if os.path.isdir(config_git):
-        result = subprocess.run(
-            [
-                "git",
-                "-c",
-                "safe.directory=*",
-                "-c",
-                "core.hooksPath=/dev/null",
-                "-C",
-                os.path.dirname(config_git),
-                "rev-parse",
-                "HEAD",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        commit = result.stdout.strip() or None
+    commit = git_head_commit(os.path.join(cfg.bot_home, "config", ".git"))
     portfolio = None
     state = os.path.join(cfg.bot_home, "data", "portfolio_state.json")
     if os.path.exists(state):
@@ -1440,7 +1579,10 @@ def _restore_database(opened: OpenedSet, gnupg_home: str, cfg: Config, password:
 
 # ------------------------------------------------------------------------------------------------------ cli
 def cli_main(argv: list[str]) -> int:
-    """mojorust-backup create|list|status|offsite-push|check-stale: what the systemd timers run on the host."""
+    """mojorust-backup create|list|status|offsite-push|check-stale: what the systemd timers run on the host.
+
+    Run as root (Ansible's modules, a test), `create` and `offsite-push` first drop to the backup user, as their
+    units run them: a set is always made and owned by that user. `--config -` reads the settings from stdin."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="mojorust-backup", description=cli_main.__doc__)
@@ -1448,17 +1590,28 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--config", default="/etc/mojorust-backup/config.json")
     parser.add_argument("--offsite-config", default="/etc/mojorust-backup/offsite.json")
     parser.add_argument("--owner", default="mojorust-backup.timer", help="who started this run (shown to others)")
+    parser.add_argument("--at", help="make the set as of this UTC time (ISO 8601): drills with a faked clock")
+    parser.add_argument("--json", action="store_true", help="the whole result as JSON on the last line")
     args = parser.parse_args(argv)
     try:
-        with open(args.config, encoding="utf-8") as handle:
-            cfg = Config.from_dict(json.load(handle))
+        if args.config == "-":
+            settings = json.load(sys.stdin)
+        else:
+            with open(args.config, encoding="utf-8") as handle:
+                settings = json.load(handle)
+        cfg = Config.from_dict(settings)
+        if args.command in ("create", "offsite-push") and os.geteuid() == 0 and cfg.backup_user != "root":
+            return _run_as_backup_user(cfg, settings, args)
         if args.command == "create":
-            summary = create_set(cfg, owner=args.owner, progress=lambda m: print(m, flush=True))
-            print(
-                json.dumps({k: summary[k] for k in ("id", "path", "size", "sha256", "duration_seconds", "retention")})
-            )
+            at = datetime.fromisoformat(args.at).astimezone(UTC).replace(microsecond=0) if args.at else None
+            summary = create_set(cfg, owner=args.owner, now=at, progress=lambda m: print(m, flush=True))
+            keys = ("id", "path", "size", "sha256", "duration_seconds", "retention")
+            print(json.dumps(summary if args.json else {k: summary[k] for k in keys}))
         elif args.command == "offsite-push":
-            import offsite  # beside this file on the host, deployed by the offsite role
+            try:
+                import offsite  # beside this file on the host, deployed by the offsite role
+            except ImportError:
+                from ansible_collections.mojorust.dr.plugins.module_utils import offsite
 
             with open(args.offsite_config, encoding="utf-8") as handle:
                 remote = offsite.OffsiteConfig.from_dict(json.load(handle))
@@ -1483,9 +1636,17 @@ def cli_main(argv: list[str]) -> int:
     except BackupError as error:
         print(f"mojorust-backup: {error.check} failed: {error.message}", flush=True)
         return 1
-    except OSError as error:
+    except (OSError, ValueError) as error:
         print(f"mojorust-backup: {error}", flush=True)
         return 1
+
+
+def _run_as_backup_user(cfg: Config, settings: dict, args) -> int:
+    """This command again, as the backup user (settings on stdin, so a file only root reads works too)."""
+    again = [args.command, "--owner", args.owner, "--offsite-config", args.offsite_config, "--config", "-"]
+    again += (["--at", args.at] if args.at else []) + (["--json"] if args.json else [])
+    command = drop_privileges_argv(cfg, [sys.executable, os.path.abspath(sys.argv[0]), *again])
+    return subprocess.run(command, input=json.dumps(settings).encode(), check=False).returncode
 
 
 def set_info_dict(set_info: SetInfo) -> dict:

@@ -64,7 +64,6 @@ EXAMPLES = r"""
     target_db: trading_db_restore_20261125T101500Z
     decrypt_home: "{{ recovery_key_home }}"
   become: true
-  become_user: tradingbot
 """
 
 RETURN = r"""
@@ -82,7 +81,7 @@ engine_seconds:
   type: float
 manifest:
   description: Id, creation time, portfolio value, key fingerprints and config commit from the manifest.
-  returned: part=database
+  returned: success
   type: dict
 checks:
   description: The checks passed before anything was restored (as C(mojorust.dr.backup_verify) returns them).
@@ -127,10 +126,12 @@ def main() -> None:
         signers = params["signers"] or [cfg.signing_key]
         with backupset.OpenedSet(chosen) as opened:
             # The checks that need no pass over the dump; the database restore checks the dump on its way in.
-            checks = backupset.verify_set(
-                opened, cfg.gnupg_home, signers, params["decrypt_home"], check_database=False,
-                expected_host=params["expected_host"],
-            )  # fmt: skip
+            with backupset.keyring(cfg.trusted_keys_dir) as trusted:
+                found: dict = {}
+                checks = backupset.verify_set(
+                    opened, trusted, signers, params["decrypt_home"], found=found, check_database=False,
+                    expected_host=params["expected_host"],
+                )  # fmt: skip
             if params["part"] == "database":
                 password = backupset.read_env(cfg.env_file).get("DB_PASSWORD", "")
                 result = backupset.restore_database(
@@ -138,7 +139,9 @@ def main() -> None:
                 )
                 module.exit_json(changed=True, checks=checks, **result)
             files = backupset.restore_files(opened, params["decrypt_home"], params["dest"])
-        module.exit_json(changed=True, id=chosen.id, checks=checks, files=files)
+        manifest = {k: found["manifest"].get(k) for k in ("id", "created_at", "host", "portfolio_value",
+                                                           "key_fingerprints", "config_git_commit")}  # fmt: skip
+        module.exit_json(changed=True, id=chosen.id, checks=checks, files=files, manifest=manifest)
     except backupset.BackupError as error:
         module.fail_json(msg=f"restore failed at {error.check}: {error.message}", failed_check=error.check)
 

@@ -14,7 +14,9 @@ description:
     configuration (with its git history), C(.env), the wallet, the portfolio state and the last days of logs;
     encrypts to the operator's key(s), signs with the host's key, writes a manifest, verifies, and publishes
     the set with one rename. Then applies retention.
-  - The same code as the C(mojorust-backup) command run by C(mojorust-backup.timer), with the same settings.
+  - Runs the host's C(mojorust-backup create), the command C(mojorust-backup.timer) runs, with the same settings,
+    as the backup user (never the bot's), reading the bot's files through C(CAP_DAC_READ_SEARCH) alone, signing
+    with the root-owned key. Run it as root (C(become=true)); the command drops to the backup user itself.
   - One run at a time; a partial set left by a killed run is removed by the next one. A failure sends an
     alert, leaves every earlier set and the C(LAST_GOOD) marker untouched, and fails with the reason.
 extends_documentation_fragment:
@@ -28,6 +30,13 @@ options:
     description: Settings that override the I(config_file) for this run (for example C(backup_dir)).
     type: dict
     default: {}
+  at:
+    description: Make the set as of this UTC time (ISO 8601) instead of now - drills with a faked clock.
+    type: str
+  command:
+    description: The host's backup command (installed by the backup role).
+    type: path
+    default: /usr/local/bin/mojorust-backup
 attributes:
   check_mode:
     support: full
@@ -40,7 +49,6 @@ EXAMPLES = r"""
 - name: Make a backup set now
   mojorust.dr.backup_set:
   become: true
-  become_user: tradingbot
   register: backup
 """
 
@@ -81,29 +89,43 @@ progress:
 """
 
 import getpass
+import json
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset
-from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_config
+from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_settings
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={**CONFIG_OPTIONS, "settings": {"type": "dict", "default": {}}},
+        argument_spec={
+            **CONFIG_OPTIONS,
+            "settings": {"type": "dict", "default": {}},
+            "at": {"type": "str"},
+            "command": {"type": "path", "default": "/usr/local/bin/mojorust-backup"},
+        },
         supports_check_mode=True,
     )
-    cfg = load_config(module, module.params["settings"])
+    settings = load_settings(module, module.params["settings"])
     if module.check_mode:
         module.exit_json(changed=True, progress=["check mode: a backup set would be made"])
-    progress: list[str] = []
     owner = f"ansible ({getpass.getuser()}@{socket.gethostname()})"
+    argv = [module.params["command"], "create", "--json", "--owner", owner, "--config", "-"]
+    if module.params["at"]:
+        argv += ["--at", module.params["at"]]
+    rc, out, err = module.run_command(argv, data=json.dumps(settings), binary_data=True)
+    lines = out.strip().splitlines()
+    progress = lines[:-1] if rc == 0 else lines
+    if rc != 0:
+        # the command's last line: "mojorust-backup: <check> failed: <what happened and what to do>"
+        last = (lines or [err.strip() or f"exit {rc}"])[-1].removeprefix("mojorust-backup: ")
+        check, _, why = last.partition(" failed: ") if " failed: " in last else ("create", "", last)
+        module.fail_json(msg=f"backup failed at {check}: {why}", failed_check=check, progress=progress,
+                         stderr=err.strip())  # fmt: skip
     try:
-        summary = backupset.create_set(cfg, owner=owner, progress=progress.append)
-    except backupset.BackupError as error:
-        module.fail_json(
-            msg=f"backup failed at {error.check}: {error.message}", failed_check=error.check, progress=progress
-        )
+        summary = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        module.fail_json(msg=f"{module.params['command']} printed no result: {out.strip()[-300:]}", stderr=err)
     module.exit_json(changed=True, progress=progress, **summary)
 
 

@@ -11,8 +11,10 @@ author: mojorust.dr maintainers
 description:
   - Runs the recovery plan's integrity checks in its order and fails naming the first check that failed
     (C(sha256), C(archive), C(signature), C(decryption), C(contents)) with what to do about it.
-  - The signature must come from one of I(signers) (by default the host's own signing key); a set signed by any
-    other key fails, whatever keys the keyring holds.
+  - The signature must come from one of I(signers) (by default the host's own signing key), whose public key is
+    among the trusted keys of the host (C(trusted_keys_dir) of I(config_file)), neither revoked nor expired, and
+    it must sign the set's own id (and host, with I(expected_host)); a renamed set, or one signed by any other
+    key, fails.
   - Decryption and the contents check need I(decrypt_home), a keyring with the operator's secret key (bring it
     with the C(mojorust.dr.recovery_key) role and remove it afterwards); without it only the first three run.
   - Read-only, except that I(mark_bad) writes a C(BAD) marker into a set that failed, so that no later restore
@@ -128,16 +130,17 @@ def main() -> None:
     checks: list[dict] = []
     found: dict = {}
     try:
-        backupset.verify_set(
-            chosen,
-            cfg.gnupg_home,
-            signers,
-            module.params["decrypt_home"],
-            checks,
-            found,
-            module.params["check_database"],
-            module.params["expected_host"],
-        )
+        with backupset.keyring(cfg.trusted_keys_dir) as trusted:
+            backupset.verify_set(
+                chosen,
+                trusted,
+                signers,
+                module.params["decrypt_home"],
+                checks,
+                found,
+                module.params["check_database"],
+                module.params["expected_host"],
+            )
     except backupset.BackupError as error:
         record_result(module, cfg, chosen.id, f"{error.check}: {error.message}")
         marked = False

@@ -25,15 +25,22 @@ options:
   signers:
     description:
       - Fingerprints of the keys a set may be signed by. When given, each download is checked (sha256, archive,
-        signature with the public keys in I(keyring)); with C(backup_id=latest) a set that fails is marked C(BAD)
+        signature with the public keys in I(trusted_keys)); with C(backup_id=latest) a set that fails is marked
+        C(BAD)
         locally and the next older one is fetched, so the newest I(good) set is returned. Decryption and contents
         are checked by the restore that follows.
     type: list
     elements: str
     default: []
-  keyring:
-    description: GnuPG home holding the signers' public keys (the backup role's keyring on a bot host).
+  trusted_keys:
+    description:
+      - A directory of the signers' public keys, one armored C(*.asc) file each (a bot host's
+        C(/etc/mojorust-backup/trusted-keys), or the workstation's C(backup-signing-keys)); a key whose file carries
+        its revocation refuses the sets it signed.
     type: path
+  owner:
+    description: The user the downloaded set then belongs to (the backup user, so its retention can remove it).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -65,6 +72,8 @@ skipped:
   elements: dict
 """
 
+import contextlib
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
 
@@ -81,13 +90,14 @@ def main() -> None:
             "backup_id": {"type": "str", "default": "latest"},
             "dest": {"type": "path", "required": True},
             "signers": {"type": "list", "elements": "str", "default": []},
-            "keyring": {"type": "path"},
+            "trusted_keys": {"type": "path"},
+            "owner": {"type": "str"},
         },
         supports_check_mode=True,
     )
     p = module.params
-    if p["signers"] and not p["keyring"]:
-        module.fail_json(msg="signers needs keyring, the GnuPG home holding their public keys")
+    if p["signers"] and not p["trusted_keys"]:
+        module.fail_json(msg="signers needs trusted_keys, the directory of their public keys (*.asc)")
     cfg = offsite.OffsiteConfig(
         bucket=p["bucket"],
         prefix=p["prefix"],
@@ -101,13 +111,17 @@ def main() -> None:
             sets = offsite.remote_sets(offsite.client(cfg), cfg)
             chosen = sets[-1].id if sets and p["backup_id"] == "latest" else p["backup_id"]
             module.exit_json(changed=False, id=chosen, remote_sets=[s.id for s in sets])
-        check = None
-        if p["signers"]:
+        with contextlib.ExitStack() as stack:
+            check = None
+            if p["signers"]:
+                trusted = stack.enter_context(backupset.keyring(p["trusted_keys"]))
 
-            def check(set_info):
-                backupset.verify_set(set_info, p["keyring"], p["signers"])
+                def check(set_info):
+                    backupset.verify_set(set_info, trusted, p["signers"])
 
-        got, skipped = offsite.fetch_good_set(cfg, p["backup_id"], p["dest"], check=check)
+            got, skipped = offsite.fetch_good_set(cfg, p["backup_id"], p["dest"], check=check)
+        if p["owner"]:
+            backupset.give_to_backup_user(backupset.Config(backup_user=p["owner"]), got.path)
     except backupset.BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check)
     except Exception as error:  # botocore: unreachable endpoint, denied access

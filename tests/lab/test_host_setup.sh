@@ -68,6 +68,7 @@ expect_fail() {
 expect_fail crun 's/^runtime = .*/runtime = "crun"/' 'runtime = "runc"\|runc needed'
 expect_fail cni 's/^network_backend = .*/network_backend = "cni"/' "CNI networks give the lab no DNS"
 expect_fail no-ulimits '/^default_ulimits/d' "no explicit nofile ulimit"
+expect_fail no-dac-read-search 's/, "DAC_READ_SEARCH",//' "lack CAP_DAC_READ_SEARCH"
 
 if out=$(lab/bin/preflight --image "$rootfs" 2>&1); then
   ok "preflight passes with lab/containers.conf ($(grep -c '^ok ' <<<"$out") checks)"

@@ -84,6 +84,7 @@ class Keys:
     stranger_fpr: str
     other_home: Path
     other_fpr: str
+    key_files: Path | None = None  # operator-keys.asc, signing-key.asc, trusted-keys/ (as the backup role lays them)
     operator_uid: str = OPERATOR_UID
     host_uid: str = HOST_UID
 
@@ -114,6 +115,13 @@ def gpg_keys(tmp_path_factory) -> Keys:
     )
     # The host encrypts to the operator: the operator's public key is in the host's keyring.
     gpg(host, "--import", data=export_public(operator, keys.operator_fpr))
+    # The same keys as the files the backup role installs (the host command builds its keyrings from these).
+    files = base / "etc"
+    (files / "trusted-keys").mkdir(parents=True)
+    (files / "operator-keys.asc").write_bytes(export_public(operator, keys.operator_fpr))
+    (files / "signing-key.asc").write_bytes(gpg(host, "--armor", "--export-secret-keys", keys.host_fpr).stdout)
+    (files / "trusted-keys" / "unit-host.asc").write_bytes(export_public(host, keys.host_fpr))
+    keys.key_files = files
     yield keys
     for home in homes:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)

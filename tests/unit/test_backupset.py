@@ -41,7 +41,10 @@ def make_cfg(keys, root: Path, **overrides) -> bs.Config:
         "backup_dir": str(root / "backups"),
         "bot_home": str(root / "bot"),
         "wallet_path": str(root / "bot" / "wallet" / "id.json"),
-        "gnupg_home": str(keys.host_home),
+        "operator_keys_file": str(keys.key_files / "operator-keys.asc"),
+        "signing_key_file": str(keys.key_files / "signing-key.asc"),
+        "trusted_keys_dir": str(keys.key_files / "trusted-keys"),
+        "backup_user": "root",
         "recipients": [keys.operator_fpr],
         "signing_key": keys.host_fpr,
         "alert_api_base": "",
@@ -51,7 +54,7 @@ def make_cfg(keys, root: Path, **overrides) -> bs.Config:
     return bs.Config(**values)
 
 
-def _raw_files_member(cfg: bs.Config, entries: list[tuple[str, bytes, int]], out_path: str) -> list[dict]:
+def _raw_files_member(cfg: bs.Config, home: str, entries: list[tuple[str, bytes, int]], out_path: str) -> list[dict]:
     """A files member written by hand (tar | zstd | gpg), for member names _pack_files cannot produce."""
     buffer = io.BytesIO()
     records = []
@@ -64,7 +67,7 @@ def _raw_files_member(cfg: bs.Config, entries: list[tuple[str, bytes, int]], out
                 {"name": name, "size": len(data), "mode": f"{mode:04o}", "sha256": hashlib.sha256(data).hexdigest()}
             )
     compressed = subprocess.run(["zstd", "-q", "-c"], input=buffer.getvalue(), capture_output=True, check=True)
-    bs._encrypt_bytes(cfg, compressed.stdout, out_path)
+    bs._encrypt_bytes(home, cfg.recipients, compressed.stdout, out_path)
     return records
 
 
@@ -87,7 +90,7 @@ def build_set(
     partial = backup_dir / f".partial-{set_id}"
     partial.mkdir(mode=0o700)
     if raw_files is not None:
-        records = _raw_files_member(cfg, raw_files, str(partial / bs.MEMBERS[2]))
+        records = _raw_files_member(cfg, str(keys.host_home), raw_files, str(partial / bs.MEMBERS[2]))
     else:
         source = root / f"source-{set_id}"
         source.mkdir()
@@ -97,9 +100,9 @@ def build_set(
             path.write_bytes(data)
             path.chmod(mode)
             members.append((name, str(path)))
-        records = bs._pack_files(members, str(partial / bs.MEMBERS[2]), cfg)
+        records = bs._pack_files(members, str(partial / bs.MEMBERS[2]), cfg, str(keys.host_home))
     compressed = subprocess.run(["zstd", "-q", "-c"], input=DB_BYTES, capture_output=True, check=True).stdout
-    bs._encrypt_bytes(cfg, compressed, str(partial / bs.MEMBERS[1]))
+    bs._encrypt_bytes(str(keys.host_home), cfg.recipients, compressed, str(partial / bs.MEMBERS[1]))
     manifest = {
         "id": set_id,
         "created_at": bs.parse_id(set_id).isoformat(),
@@ -122,7 +125,8 @@ def build_set(
     }
     if edit_manifest:
         edit_manifest(manifest)
-    bs._encrypt_bytes(cfg, json.dumps(manifest, indent=2).encode(), str(partial / bs.MEMBERS[0]))
+    bs._encrypt_bytes(str(keys.host_home), cfg.recipients, json.dumps(manifest, indent=2).encode(),
+                      str(partial / bs.MEMBERS[0]))  # fmt: skip
     names = bs.set_files(set_id)
     tar_path = partial / names["tar"]
     with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -1136,9 +1140,9 @@ def fake_database(monkeypatch):
         def close(self):
             pass
 
-    def dump(cfg, password, snapshot, out_path, result):
+    def dump(cfg, password, snapshot, out_path, result, home):
         compressed = subprocess.run(["zstd", "-q", "-c"], input=DB_BYTES, capture_output=True, check=True).stdout
-        bs._encrypt_bytes(cfg, compressed, out_path)
+        bs._encrypt_bytes(home, cfg.recipients, compressed, out_path)
         result.update(size=len(DB_BYTES), sha256=hashlib.sha256(DB_BYTES).hexdigest())
 
     monkeypatch.setattr(bs, "db_connect", lambda *args, **kwargs: Conn())
@@ -1198,3 +1202,26 @@ def test_a_full_disk_still_sends_the_alert(gpg_keys, tmp_path, fake_database, mo
     assert caught.value.check == "disk"
     assert len(sent) == 1 and sent[0].startswith("BACKUP FAILED on unit-host")
     assert "status file not written" in caught.value.message
+
+
+def test_the_config_commit_is_read_from_the_repository_files(tmp_path):
+    """Without git: the backup user reads the bot's repository through a capability git's own checks ignore."""
+    repo = tmp_path / "config"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@x", *args],
+                              check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    (repo / "trading.toml").write_text("a = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    assert bs.git_head_commit(str(repo / ".git")) == git("rev-parse", "HEAD")
+    git("pack-refs", "--all")
+    assert bs.git_head_commit(str(repo / ".git")) == git("rev-parse", "HEAD")
+    git("checkout", "-q", "--detach")
+    assert bs.git_head_commit(str(repo / ".git")) == git("rev-parse", "HEAD")
+    (repo / ".git" / "HEAD").write_text("ref: ../../../etc/passwd\n")
+    assert bs.git_head_commit(str(repo / ".git")) is None
+    assert bs.git_head_commit(str(tmp_path / "missing" / ".git")) is None
