@@ -450,7 +450,10 @@ def scenarios() -> dict[str, Scenario]:
                             "-c",
                             " ".join(ansible_playbook("playbooks/breach.yml"))
                             + f" -e \"breach_time='$(cat {BREACH_DIR}/breach-time)'\" -e @{BREACH_DIR}/new-keys.yml"
+                            # the lab's own S3 pair is not revoked in the drill (later drills still use it): the
+                            # operator confirms that step, as the providers' ones
                             " -e key_rotation_confirm_manual=HELIUS_API_KEY,QUICKNODE_API_KEY,TELEGRAM_BOT_TOKEN"
+                            ",OFFSITE_SECRET_ACCESS_KEY"
                             " -e key_rotation_send_transfer=true",
                         ],
                         detail=newest_incident_record,

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import hmac
 import io
+import json
 import logging
 import os
 import pickle
@@ -62,6 +63,9 @@ from werkzeug.wsgi import get_input_stream
 # Lab-only credentials, the defaults (see README.md); never use them for anything real.
 LAB_ACCESS_KEY = "AKIADRLABOFFSITE0001"
 LAB_SECRET_KEY = "drlab-offsite-lab-only-secret-key-000001"
+# The pair the lab's bot hosts use (inventories/lab lab_secrets.offsite): not the admin pair, so a breach drill can
+# revoke it. Seeded when the store has no keys.json yet.
+LAB_HOST_KEYS = {"AKIADRLABBOTHOST0001": "drlab-offsite-lab-bot-host-secret-00001"}
 NO_SUCH_KEY_ID = "The AWS Access Key Id you provided does not exist in our records."
 SKEWED = "The difference between the request time and the current time is too large."
 STATE_FILE = "state.pickle"
@@ -436,9 +440,80 @@ def _parse_amz_date(value: str) -> float:
         raise S3Error(403, "AccessDenied", f"bad X-Amz-Date {value!r}") from exc
 
 
+class KeyStore:
+    """The key pairs this S3 accepts, like an IAM user's access keys: the lab's own pair (the admin, never revoked)
+    plus pairs added and revoked through /_drlab/ (a breach rotates the bot host's pair). Kept in keys.json in the
+    data directory, written atomically, so a revocation survives a restart."""
+
+    def __init__(self, data_dir: Path, admin_access_key: str, admin_secret_key: str):
+        self.path = data_dir / "keys.json"
+        self.admin = (admin_access_key, admin_secret_key)
+        self.lock = threading.Lock()
+        self.keys: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else dict(LAB_HOST_KEYS)
+
+    def secret_of(self, access_key: str) -> str | None:
+        if access_key == self.admin[0]:
+            return self.admin[1]
+        return self.keys.get(access_key)
+
+    def add(self, access_key: str, secret_key: str) -> None:
+        with self.lock:
+            self.keys[access_key] = secret_key
+            _write_atomic(self.path, json.dumps(self.keys, indent=2, sort_keys=True).encode())
+
+    def revoke_secret(self, secret_key: str) -> str | None:
+        """Revoke the pair whose secret this is (the way a stolen key is revoked by presenting it); its id."""
+        with self.lock:
+            for access_key, secret in list(self.keys.items()):
+                if hmac.compare_digest(secret.encode(), secret_key.encode()):
+                    del self.keys[access_key]
+                    _write_atomic(self.path, json.dumps(self.keys, indent=2, sort_keys=True).encode())
+                    return access_key
+        return None
+
+
+def admin_app(environ: dict, start_response, keys: KeyStore) -> list[bytes]:
+    """/_drlab/keys/<id> PUT {"secret_key"} (admin bearer): a new pair; /_drlab/revoke POST (bearer: the secret of
+    the pair to revoke): that pair stops working at once. Never part of S3 (a bucket name cannot start with _)."""
+    method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+    bearer = (environ.get("HTTP_AUTHORIZATION") or "").removeprefix("Bearer ").strip()
+
+    def answer(status: str, payload: dict) -> list[bytes]:
+        body = json.dumps(payload).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    if path == "/_drlab/revoke" and method == "POST":
+        revoked = keys.revoke_secret(bearer) if bearer else None
+        return (
+            answer("200 OK", {"revoked": revoked}) if revoked else answer("401 Unauthorized", {"error": "no such key"})
+        )
+    if not hmac.compare_digest(bearer.encode(), keys.admin[1].encode()):
+        return answer("403 Forbidden", {"error": "the lab's admin secret is needed"})
+    if path.startswith("/_drlab/keys/") and method == "PUT":
+        access_key = path.removeprefix("/_drlab/keys/")
+        try:
+            secret = json.loads(get_input_stream(environ).read() or b"{}").get("secret_key", "")
+        except ValueError:
+            secret = ""
+        if not access_key or len(secret) < 20 or access_key == keys.admin[0]:
+            return answer("400 Bad Request", {"error": "need an access key id and a secret_key of 20+ characters"})
+        keys.add(access_key, secret)
+        return answer("200 OK", {"access_key": access_key})
+    if path == "/_drlab/keys" and method == "GET":
+        return answer("200 OK", {"keys": sorted(keys.keys)})
+    return answer("404 Not Found", {"error": "not found"})
+
+
 class Authenticator:
-    def __init__(self, access_key: str, secret_key: str):
-        self.access_key, self.secret_key = access_key, secret_key
+    def __init__(self, keys: KeyStore):
+        self.keys = keys
+
+    def secret_for(self, key_id: str) -> str:
+        secret = self.keys.secret_of(key_id)
+        if secret is None:
+            raise S3Error(403, "InvalidAccessKeyId", NO_SUCH_KEY_ID)
+        return secret
 
     def check(self, environ: dict, body: bytes) -> None:
         raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
@@ -481,8 +556,7 @@ class Authenticator:
             raise S3Error(403, "AccessDenied", "Access Denied (anonymous requests are not allowed here)")
 
         key_id, _, scope = credential.partition("/")
-        if key_id != self.access_key:
-            raise S3Error(403, "InvalidAccessKeyId", NO_SUCH_KEY_ID)
+        secret_key = self.secret_for(key_id)
         try:
             date, region, service, terminator = scope.split("/")
         except ValueError as exc:
@@ -497,7 +571,7 @@ class Authenticator:
 
         signed_names = signed.split(";")
         headers = _canonical_headers(environ, signed_names)
-        key = _signing_key(self.secret_key, date, region, service)
+        key = _signing_key(secret_key, date, region, service)
         # S3 signs the path as sent (no normalisation); accept the once-encoded form too, as S3 does.
         candidates = dict.fromkeys([raw_path, _uri_encode(unquote(raw_path), safe="/-_.~")])
         for path in candidates:
@@ -534,8 +608,7 @@ class Authenticator:
             date = params.get("Expires", "")
             if not date.isdigit() or int(date) < time.time():
                 raise S3Error(403, "AccessDenied", "Request has expired")
-        if key_id != self.access_key:
-            raise S3Error(403, "InvalidAccessKeyId", NO_SUCH_KEY_ID)
+        secret_key = self.secret_for(key_id)
         amz = {}
         for name, value in environ.items():
             if name.startswith("HTTP_X_AMZ_"):
@@ -559,7 +632,7 @@ class Authenticator:
                 resource,
             ]
         )
-        digest = hmac.new(self.secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()
+        digest = hmac.new(secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()
         expected = base64.b64encode(digest).decode()
         if not hmac.compare_digest(expected, signature):
             raise S3Error(
@@ -597,6 +670,8 @@ class OffsiteApp:
 
     def __call__(self, environ: dict, start_response):
         method = environ["REQUEST_METHOD"]
+        if environ.get("PATH_INFO", "").startswith("/_drlab/"):
+            return admin_app(environ, start_response, self.auth.keys)
         body = get_input_stream(environ).read()
         environ["wsgi.input"] = io.BytesIO(body)
         environ["wsgi.input_terminated"] = True
@@ -655,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = Store(args.data_dir)
     store.load()
-    app = OffsiteApp(store, Authenticator(args.access_key, args.secret_key))
+    app = OffsiteApp(store, Authenticator(KeyStore(args.data_dir, args.access_key, args.secret_key)))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 
     def stop(signum, frame):  # every answered write is already on disk: just stop serving

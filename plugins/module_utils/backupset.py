@@ -230,8 +230,25 @@ def list_sets(backup_dir: str, now: datetime | None = None) -> list[SetInfo]:
     return sets
 
 
-def resolve_set(backup_dir: str, backup_id: str) -> SetInfo:
+def resolve_set(backup_dir: str, backup_id: str, before: str | None = None) -> SetInfo:
+    """The set a restore takes, by one rule everywhere: `latest` is the newest good set; with `before` (a set id, or
+    moment_set_id of a time) the newest good set made before it; else the set of that id. BackupError('select')
+    naming the sets there are when none qualifies. Nothing is verified here; the restore verifies what it takes."""
     sets = list_sets(backup_dir)
+    if before:
+        try:
+            parse_id(before)
+        except ValueError:
+            raise BackupError("select", f"before must be a set id like 20261126T010203Z, not {before!r}") from None
+        earlier = [s for s in sets if s.good and s.id < before]
+        if not earlier:
+            listed = ", ".join(f"{s.id}{'' if s.good else ' (not good)'}" for s in sets) or "none"
+            raise BackupError(
+                "select",
+                f"no good set in {backup_dir} was made before {before}; the sets there are: {listed}. Fetch an older "
+                "one from off-site (offsite_fetch) or give another moment",
+            )
+        return earlier[-1]
     if backup_id == "latest":
         good = [s for s in sets if s.good]
         if not good:

@@ -56,6 +56,7 @@ cat >"$work/s3checks.py" <<'PY'
 import base64
 import datetime as dt
 import hashlib
+import json
 import os
 import sys
 import urllib.error
@@ -327,8 +328,41 @@ def api_checks():
     check("credentials (SigV4)", auth)
 
 
+def admin(method, path, secret=SECRET, payload=None):
+    """The lab's key management (/_drlab/), as a breach's key rotation uses it: (HTTP status, JSON)."""
+    request = urllib.request.Request(
+        ENDPOINT + path, method=method, data=None if payload is None else json.dumps(payload).encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def key_checks():
+    def rotate():
+        access, secret = f"AKIADRLABROTATE{RUN}", f"rotate-secret-{RUN}-0123456789"
+        expect(admin("PUT", f"/_drlab/keys/{access}", "wrong-admin-secret", {"secret_key": secret})[0] == 403,
+               "a key added without the admin secret")
+        expect(admin("PUT", f"/_drlab/keys/{access}", payload={"secret_key": secret})[0] == 200, "key not added")
+        client(access, secret).list_buckets()
+        status, answer = admin("POST", "/_drlab/revoke", secret)
+        expect(status == 200 and answer["revoked"] == access, f"revoke answered {status} {answer}")
+        code = error_code(lambda: client(access, secret).list_buckets())
+        expect(code == "InvalidAccessKeyId", f"a revoked key still works ({code})")
+        expect(admin("POST", "/_drlab/revoke", SECRET)[0] == 401, "the lab's own key was revoked")
+        return "a new pair works; revoked by presenting its secret it is refused at once; the lab's own pair stays"
+
+    check("key pairs added and revoked (a breach's rotation)", rotate)
+
+
 def persist_write():
     def write():
+        access = f"AKIADRLABPERSIST{RUN}"
+        expect(admin("PUT", f"/_drlab/keys/{access}", payload={"secret_key": f"persist-secret-{RUN}-0123456789"})[0]
+               == 200, "key not added")  # fmt: skip
         s3.create_bucket(Bucket=PERSIST, ObjectLockEnabledForBucket=True)
         prefix = f"run-{RUN}/"
         s3.put_object(Bucket=PERSIST, Key=prefix + "set.tar", Body=body("v1", 3000), ChecksumAlgorithm="SHA256")
@@ -358,6 +392,7 @@ def persist_verify(when, complete):
     prefix = f"run-{RUN}/"
 
     def verify():
+        client(f"AKIADRLABPERSIST{RUN}", f"persist-secret-{RUN}-0123456789").list_buckets()  # keys.json kept
         versions = s3.list_object_versions(Bucket=PERSIST, Prefix=prefix + "set.tar")["Versions"]
         expect(len(versions) == 2, f"{len(versions)} versions")
         latest = s3.get_object(Bucket=PERSIST, Key=prefix + "set.tar", ChecksumMode="ENABLED")
@@ -434,6 +469,7 @@ def cleanup():
 
 if PHASE == "api":
     api_checks()
+    key_checks()
 elif PHASE == "write":
     persist_write()
 elif PHASE == "cleanup":

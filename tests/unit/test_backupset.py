@@ -1225,3 +1225,20 @@ def test_the_config_commit_is_read_from_the_repository_files(tmp_path):
     (repo / ".git" / "HEAD").write_text("ref: ../../../etc/passwd\n")
     assert bs.git_head_commit(str(repo / ".git")) is None
     assert bs.git_head_commit(str(tmp_path / "missing" / ".git")) is None
+
+
+def test_the_newest_good_set_before_a_moment_skips_bad_and_future_sets(tmp_path):
+    """A breach's clean set: the newest good one made before the breach (the regex listing chose BAD sets too)."""
+    now = datetime.now(UTC)
+    old, bad, after = (sid(now - timedelta(days=d)) for d in (3, 2, 1))
+    fake_set(tmp_path, old)
+    fake_set(tmp_path, bad, bad=True)
+    fake_set(tmp_path, after)
+    fake_set(tmp_path, sid(now + timedelta(days=5)))  # planted in the future
+    moment = sid(now - timedelta(days=1, hours=12))
+    assert bs.resolve_set(str(tmp_path), "latest", before=moment).id == old
+    assert bs.resolve_set(str(tmp_path), "latest").id == after
+    with pytest.raises(bs.BackupError, match=f"no good set in .* was made before {sid(now - timedelta(days=4))}"):
+        bs.resolve_set(str(tmp_path), "latest", before=sid(now - timedelta(days=4)))
+    with pytest.raises(bs.BackupError, match="before must be a set id"):
+        bs.resolve_set(str(tmp_path), "latest", before="2026-11-26")
