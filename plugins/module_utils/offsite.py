@@ -104,11 +104,12 @@ def expected_checksum(path: str, part_size: int) -> str:
     return f"{base64.b64encode(hashlib.sha256(b''.join(digests)).digest()).decode()}-{len(digests)}"
 
 
-def remote_checksum(s3, cfg: OffsiteConfig, key: str) -> str | None:
+def remote_checksum(s3, cfg: OffsiteConfig, key: str, version_id: str | None = None) -> str | None:
     from botocore.exceptions import ClientError
 
     try:
-        head = s3.head_object(Bucket=cfg.bucket, Key=key, ChecksumMode="ENABLED")
+        extra = {"VersionId": version_id} if version_id else {}
+        head = s3.head_object(Bucket=cfg.bucket, Key=key, ChecksumMode="ENABLED", **extra)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
@@ -116,8 +117,11 @@ def remote_checksum(s3, cfg: OffsiteConfig, key: str) -> str | None:
     return head.get("ChecksumSHA256")
 
 
-def ensure_bucket(s3, cfg: OffsiteConfig, create: bool, versioning: bool, object_lock_days: int) -> list[str]:
-    """Bucket there with versioning and a default object lock (GOVERNANCE) as asked; what was changed."""
+def ensure_bucket(
+    s3, cfg: OffsiteConfig, create: bool, versioning: bool, object_lock_days: int, object_lock_mode: str = "COMPLIANCE"
+) -> list[str]:
+    """Bucket there with versioning and a default object lock as asked; what was changed. COMPLIANCE (the default)
+    cannot be bypassed by any key, the host's included; GOVERNANCE yields to a key with s3:BypassGovernanceRetention."""
     from botocore.exceptions import ClientError
 
     changes = []
@@ -138,7 +142,7 @@ def ensure_bucket(s3, cfg: OffsiteConfig, create: bool, versioning: bool, object
         s3.put_bucket_versioning(Bucket=cfg.bucket, VersioningConfiguration={"Status": "Enabled"})
         changes.append("versioning enabled")
     if object_lock_days > 0:
-        rule = {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": object_lock_days}}
+        rule = {"DefaultRetention": {"Mode": object_lock_mode, "Days": object_lock_days}}
         try:
             current = s3.get_object_lock_configuration(Bucket=cfg.bucket)["ObjectLockConfiguration"].get("Rule")
         except ClientError:
@@ -147,7 +151,7 @@ def ensure_bucket(s3, cfg: OffsiteConfig, create: bool, versioning: bool, object
             s3.put_object_lock_configuration(
                 Bucket=cfg.bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": rule}
             )
-            changes.append(f"object lock {object_lock_days} days")
+            changes.append(f"object lock {object_lock_mode} {object_lock_days} days")
     return changes
 
 
@@ -217,15 +221,29 @@ def push_set(s3, cfg: OffsiteConfig, set_info: backupset.SetInfo, progress) -> d
 
 
 # ------------------------------------------------------------------------------------------------ listing
+def remote_versions(s3, cfg: OffsiteConfig, prefix: str) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Every stored version of every key under prefix, oldest first (an unversioned bucket has one, 'null'), and the
+    delete markers. A delete without a version id only adds a marker in a versioned bucket: the versions are there."""
+    versions: dict[str, list[dict]] = {}
+    markers: list[dict] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=cfg.bucket, Prefix=prefix):
+        for version in page.get("Versions", []):
+            versions.setdefault(version["Key"], []).append(version)
+        markers += page.get("DeleteMarkers", [])
+    for listed in versions.values():
+        listed.reverse()  # S3 lists each key's versions newest first
+    return versions, markers
+
+
 def remote_sets(s3, cfg: OffsiteConfig) -> list[backupset.SetInfo]:
-    """Complete sets in the bucket (all four files there), oldest first."""
+    """Complete sets in the bucket (a stored version of each of the four files), oldest first. A set hidden by a
+    delete marker (someone deleted it by key, as a stolen key can) is still there, and still listed."""
     prefix = f"{cfg.prefix.strip('/')}/" if cfg.prefix.strip("/") else ""
+    versions, _ = remote_versions(s3, cfg, prefix)
     found: dict[str, dict[str, int]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            rest = obj["Key"][len(prefix) :]
-            set_id, _, name = rest.partition("/")
-            found.setdefault(set_id, {})[name] = obj["Size"]
+    for key, listed in versions.items():
+        set_id, _, name = key[len(prefix) :].partition("/")
+        found.setdefault(set_id, {})[name] = listed[0]["Size"]
     sets = []
     for set_id, names in sorted(found.items()):
         try:
@@ -248,14 +266,16 @@ def remote_sets(s3, cfg: OffsiteConfig) -> list[backupset.SetInfo]:
 
 
 def delete_set(s3, cfg: OffsiteConfig, set_id: str) -> list[str]:
-    """Delete every object of a set; returns the keys the bucket refused to delete (object lock)."""
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket, Prefix=cfg.key(set_id, "")):
-        keys += [obj["Key"] for obj in page.get("Contents", [])]
-    if not keys:
-        return []
-    answer = s3.delete_objects(Bucket=cfg.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
-    return [e["Key"] for e in answer.get("Errors", [])]
+    """Delete a set for good: every version of each of its objects and their delete markers, by version id (a delete
+    by key would only add a marker in a versioned bucket). Returns the keys the bucket refused (object lock)."""
+    versions, markers = remote_versions(s3, cfg, cfg.key(set_id, ""))
+    targets = [{"Key": v["Key"], "VersionId": v["VersionId"]} for listed in versions.values() for v in listed]
+    targets += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in markers]
+    refused: list[str] = []
+    for start in range(0, len(targets), 1000):  # S3 deletes at most 1000 per request
+        answer = s3.delete_objects(Bucket=cfg.bucket, Delete={"Objects": targets[start : start + 1000], "Quiet": True})
+        refused += [e["Key"] for e in answer.get("Errors", [])]
+    return sorted(set(refused))
 
 
 # ------------------------------------------------------------------------------------------------- push all
@@ -325,10 +345,15 @@ def push_all(
         f"off-site push to {cfg.where()} failed after {attempt} attempt(s): {reason}. "
         "The local sets are untouched and nothing was deleted off-site; the next run pushes what is missing"
     )
-    backupset._write_status(
-        backup, {"offsite_last_run_at": now.isoformat(), "offsite_last_result": "failed", "offsite_last_error": message}
-    )
+    # The alert first: a status file that cannot be written (a full disk) must not swallow it.
     note = backupset.send_alert(backup, f"OFF-SITE PUSH FAILED on {backup.host}: {message}")
+    try:
+        backupset._write_status(
+            backup,
+            {"offsite_last_run_at": now.isoformat(), "offsite_last_result": "failed", "offsite_last_error": message},
+        )
+    except OSError as error:
+        note = "; ".join(filter(None, [note, f"status file not written: {error.strerror}"]))
     check = last_error.check if isinstance(last_error, BackupError) else "offsite"
     raise BackupError(check, message + (f" ({note})" if note else ""))
 
@@ -362,12 +387,15 @@ def fetch_good_set(
     for chosen in candidates:
         target = os.path.join(dest_dir, chosen.id)
         os.makedirs(target, mode=0o700, exist_ok=True)
+        versions, _ = remote_versions(s3, cfg, cfg.key(chosen.id, ""))
         for name in backupset.set_files(chosen.id).values():
             key = cfg.key(chosen.id, name)
             path = os.path.join(target, name)
-            progress(f"downloading {key}")
-            s3.download_file(cfg.bucket, key, path)
-            remote = remote_checksum(s3, cfg, key)
+            # The first version written is the set's: a later one (an overwrite with a stolen key) is not taken.
+            version = versions[key][0]["VersionId"]
+            progress(f"downloading {key} (version {version})")
+            s3.download_file(cfg.bucket, key, path, ExtraArgs={"VersionId": version} if version != "null" else None)
+            remote = remote_checksum(s3, cfg, key, version if version != "null" else None)
             local = expected_checksum(path, cfg.part_size)
             # A multipart object uploaded with another part size cannot be compared here; the set's own sha256
             # check (backup_verify) still covers its archive.

@@ -36,12 +36,19 @@ options:
     description:
       - What the bucket should be before the push, for keys that may manage it. Omit for write-only keys.
       - C(object_lock_days) > 0 needs a bucket created with object lock (C(create) does that) and makes every new
-        object undeletable for that many days (GOVERNANCE), so a compromised host cannot erase history.
+        object version undeletable for that many days, so a compromised host cannot erase history. C(COMPLIANCE)
+        mode (the default) holds against every key, the host's included; C(GOVERNANCE) yields to a key allowed
+        C(s3:BypassGovernanceRetention) - never give that to the host.
     type: dict
     suboptions:
       create: {description: Create the bucket when missing., type: bool, default: false}
       versioning: {description: Turn versioning on., type: bool, default: false}
       object_lock_days: {description: Default retention in days (0 = none)., type: int, default: 0}
+      object_lock_mode:
+        description: The default retention's mode.
+        type: str
+        choices: [COMPLIANCE, GOVERNANCE]
+        default: COMPLIANCE
 attributes:
   check_mode:
     support: full
@@ -99,6 +106,11 @@ def main() -> None:
                     "create": {"type": "bool", "default": False},
                     "versioning": {"type": "bool", "default": False},
                     "object_lock_days": {"type": "int", "default": 0},
+                    "object_lock_mode": {
+                        "type": "str",
+                        "choices": ["COMPLIANCE", "GOVERNANCE"],
+                        "default": "COMPLIANCE",
+                    },
                 },
             },
         },
@@ -107,7 +119,8 @@ def main() -> None:
     backup = load_config(module)
     secret_settings = sorted({"access_key_id", "secret_access_key"} & set(module.params["settings"]))
     if secret_settings:
-        module.fail_json(msg=f"settings may not carry {', '.join(secret_settings)}: keys come only from the 0600 file")
+        carried = ", ".join(secret_settings)
+        module.fail_json(msg=f"settings may not carry {carried}: keys come only from the off-site settings file")
     try:
         with open(module.params["offsite_config_file"], encoding="utf-8") as handle:
             remote = offsite.OffsiteConfig.from_dict({**json.load(handle), **module.params["settings"]})
@@ -125,7 +138,12 @@ def main() -> None:
         if module.params["bucket"]:
             wanted = module.params["bucket"]
             bucket_changes = offsite.ensure_bucket(
-                offsite.client(remote), remote, wanted["create"], wanted["versioning"], wanted["object_lock_days"]
+                offsite.client(remote),
+                remote,
+                wanted["create"],
+                wanted["versioning"],
+                wanted["object_lock_days"],
+                wanted["object_lock_mode"],
             )
         result = offsite.push_all(remote, backup, progress=progress.append)
         result["bucket_changes"] = bucket_changes

@@ -20,32 +20,67 @@ def b64(digest: bytes) -> str:
 
 
 class FakeS3:
-    """Just enough of an S3 client: objects with SHA-256 checksums, multipart uploads, listing, deleting."""
+    """Just enough of an S3 client: object versions with SHA-256 checksums (a versioned bucket, or not), delete
+    markers, object lock, multipart uploads, listing, deleting."""
 
-    def __init__(self, fail_first: int = 0):
-        self.objects: dict[str, tuple[bytes, str]] = {}
+    def __init__(self, fail_first: int = 0, versioned: bool = True):
+        self.versions: dict[str, list[dict]] = {}  # key -> versions, oldest first (None data = a delete marker)
         self.uploads: dict[str, dict] = {}
         self.put_parts: list[int] = []
         self.fail_first = fail_first
+        self.versioned = versioned
+        self.locked = False  # a default retention on every version written
+        self.serial = 0
 
     def _maybe_fail(self):
         if self.fail_first:
             self.fail_first -= 1
             raise EndpointConnectionError(endpoint_url="http://offsite:9000")
 
-    def head_object(self, Bucket, Key, ChecksumMode=None):
-        self._maybe_fail()
-        if Key not in self.objects:
-            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
-        return {"ChecksumSHA256": self.objects[Key][1]}
+    def _store(self, key, data, checksum):
+        self.serial += 1
+        version = {"VersionId": f"v{self.serial}" if self.versioned else "null", "data": data,
+                   "checksum": checksum, "locked": self.locked}  # fmt: skip
+        if not self.versioned:
+            self.versions[key] = []
+        self.versions.setdefault(key, []).append(version)
 
-    def download_file(self, Bucket, Key, Filename):
+    @property
+    def objects(self) -> dict[str, tuple[bytes, str]]:
+        """What a plain GET sees: the latest version of each key that is not a delete marker."""
+        return {
+            k: (v[-1]["data"], v[-1]["checksum"]) for k, v in self.versions.items() if v and v[-1]["data"] is not None
+        }
+
+    def _version(self, key, version_id=None):
+        listed = self.versions.get(key, [])
+        if version_id is None:
+            return listed[-1] if listed and listed[-1]["data"] is not None else None
+        return next((v for v in listed if v["VersionId"] == version_id and v["data"] is not None), None)
+
+    def head_object(self, Bucket, Key, ChecksumMode=None, VersionId=None):
+        self._maybe_fail()
+        version = self._version(Key, VersionId)
+        if version is None:
+            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
+        return {"ChecksumSHA256": version["checksum"]}
+
+    def download_file(self, Bucket, Key, Filename, ExtraArgs=None):
+        version = self._version(Key, (ExtraArgs or {}).get("VersionId"))
         with open(Filename, "wb") as handle:
-            handle.write(self.objects[Key][0])
+            handle.write(version["data"])
 
     def put_object(self, Bucket, Key, Body, ChecksumAlgorithm):
-        data = Body.read()
-        self.objects[Key] = (data, b64(hashlib.sha256(data).digest()))
+        data = Body.read() if hasattr(Body, "read") else Body
+        self._store(Key, data, b64(hashlib.sha256(data).digest()))
+
+    def delete_object(self, Bucket, Key):
+        """By key, as a stolen key can: a marker in a versioned bucket."""
+        if self.versioned:
+            self.serial += 1
+            self.versions.setdefault(Key, []).append({"VersionId": f"m{self.serial}", "data": None, "locked": False})
+        else:
+            self.versions.pop(Key, None)
 
     def list_multipart_uploads(self, Bucket, Prefix):
         return {
@@ -73,12 +108,23 @@ class FakeS3:
         numbers = [p["PartNumber"] for p in MultipartUpload["Parts"]]
         data = b"".join(parts[n][0] for n in numbers)
         composite = hashlib.sha256(b"".join(base64.b64decode(parts[n][1]) for n in numbers)).digest()
-        self.objects[Key] = (data, f"{b64(composite)}-{len(numbers)}")
+        self._store(Key, data, f"{b64(composite)}-{len(numbers)}")
 
     def delete_objects(self, Bucket, Delete):
+        errors = []
         for obj in Delete["Objects"]:
-            self.objects.pop(obj["Key"], None)
-        return {}
+            if "VersionId" not in obj:
+                self.delete_object(Bucket, obj["Key"])
+                continue
+            listed = self.versions.get(obj["Key"], [])
+            version = next((v for v in listed if v["VersionId"] == obj["VersionId"]), None)
+            if version is not None and version["locked"]:
+                errors.append({"Key": obj["Key"], "VersionId": obj["VersionId"], "Code": "AccessDenied"})
+            elif version is not None:
+                listed.remove(version)
+                if not listed:
+                    del self.versions[obj["Key"]]
+        return {"Errors": errors} if errors else {}
 
     def get_paginator(self, name):
         fake = self
@@ -92,15 +138,20 @@ class FakeS3:
                             {"PartNumber": n, "ETag": f'"e{n}"', "ChecksumSHA256": c} for n, (_, c) in parts.items()
                         ]
                     }
-                else:
-                    fake._maybe_fail()
-                    yield {
-                        "Contents": [
-                            {"Key": k, "Size": len(v[0])}
-                            for k, v in sorted(fake.objects.items())
-                            if k.startswith(Prefix)
-                        ]
-                    }
+                    return
+                assert name == "list_object_versions", name
+                fake._maybe_fail()
+                versions, markers = [], []
+                for key, listed in sorted(fake.versions.items()):
+                    if not key.startswith(Prefix):
+                        continue
+                    for version in reversed(listed):  # newest first, as S3 lists them
+                        entry = {"Key": key, "VersionId": version["VersionId"], "IsLatest": version is listed[-1]}
+                        if version["data"] is None:
+                            markers.append(entry)
+                        else:
+                            versions.append({**entry, "Size": len(version["data"])})
+                yield {"Versions": versions, "DeleteMarkers": markers}
 
         return Paginator()
 
@@ -271,3 +322,75 @@ def test_fetch_latest_when_no_set_is_good_names_each_failure(tmp_path, cfg, monk
         offsite.fetch_good_set(cfg, "latest", str(tmp_path / "r"), check=check)
     assert "20261124T020000Z: signature" in error.value.message
     assert "20261125T020000Z: signature" in error.value.message
+
+
+# --------------------------------------------------------------------------------- versions and locks (issue 15)
+def _pushed_old_sets(s3, cfg, tmp_path, now, ages):
+    ids = [(now - timedelta(days=age)).strftime(backupset.ID_FORMAT) for age in ages]
+    for set_id in ids:
+        offsite.push_set(s3, cfg, write_set(str(tmp_path / "old"), set_id), lambda m: None)
+    return ids
+
+
+def test_retention_deletes_every_version_not_just_the_current_one(tmp_path, cfg, monkeypatch):
+    """Before, a delete by key in a versioned bucket only added a delete marker: the set vanished from the listing
+    while all its data stayed (and was billed), and a lock never showed in kept_by_object_lock."""
+    s3 = FakeS3(versioned=True)
+    monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    old = _pushed_old_sets(s3, cfg, tmp_path, now, range(100, 108))
+    backup = backupset.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
+    write_set(backup.backup_dir, now.strftime(backupset.ID_FORMAT))
+    result = offsite.push_all(cfg, backup, now=now, sleep=lambda s: None)
+    assert sorted(result["deleted"]) == sorted(old[6:]) and result["kept_by_object_lock"] == []
+    for set_id in old[6:]:
+        assert not [k for k in s3.versions if set_id in k], f"{set_id} left versions or markers behind"
+
+
+def test_locked_versions_are_kept_and_reported(tmp_path, cfg, monkeypatch):
+    s3 = FakeS3(versioned=True)
+    s3.locked = True  # a default retention (COMPLIANCE) on every version
+    monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    old = _pushed_old_sets(s3, cfg, tmp_path, now, range(100, 108))
+    backup = backupset.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
+    write_set(backup.backup_dir, now.strftime(backupset.ID_FORMAT))
+    result = offsite.push_all(cfg, backup, now=now, sleep=lambda s: None)
+    assert result["deleted"] == [] and sorted(result["kept_by_object_lock"]) == sorted(old[6:])
+    assert all(any(set_id in k for k in s3.objects) for set_id in old)
+
+
+def test_a_set_deleted_or_overwritten_by_key_is_still_listed_and_fetched_as_first_written(tmp_path, cfg, monkeypatch):
+    """What a stolen key can do to a versioned bucket: a delete marker (hides the set from a plain listing) and a
+    new version (replaces what a plain GET returns). The listing and the fetch read the versions."""
+    s3 = FakeS3(versioned=True)
+    monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
+    genuine = write_set(str(tmp_path / "host"), "20261125T020000Z")
+    offsite.push_set(s3, cfg, genuine, lambda m: None)
+    names = backupset.set_files(genuine.id)
+    s3.delete_object("b", cfg.key(genuine.id, names["summary"]))  # hidden from list_objects
+    s3.put_object("b", cfg.key(genuine.id, names["tar"]), b"forged", "SHA256")  # a newer version
+    assert [s.id for s in offsite.remote_sets(s3, cfg)] == [genuine.id]
+    got = offsite.fetch_set(cfg, genuine.id, str(tmp_path / "fetched"))
+    with open(got.tar, "rb") as fetched, open(genuine.tar, "rb") as original:
+        assert fetched.read() == original.read()
+
+
+def test_a_new_bucket_lock_is_compliance_mode_by_default(cfg):
+    calls = {}
+
+    class Bucket:
+        def head_bucket(self, Bucket):
+            pass
+
+        def get_bucket_versioning(self, Bucket):
+            return {"Status": "Enabled"}
+
+        def get_object_lock_configuration(self, Bucket):
+            return {"ObjectLockConfiguration": {}}
+
+        def put_object_lock_configuration(self, Bucket, ObjectLockConfiguration):
+            calls["rule"] = ObjectLockConfiguration["Rule"]
+
+    assert offsite.ensure_bucket(Bucket(), cfg, False, True, 90) == ["object lock COMPLIANCE 90 days"]
+    assert calls["rule"] == {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 90}}
