@@ -32,6 +32,11 @@ options:
     suboptions:
       fingerprint: {description: Expected primary key fingerprint., type: str, required: true}
       public_key: {description: The armored public key., type: str, required: true}
+      revocation:
+        description:
+          - The key's revocation certificate; the file then holds the key revoked, so that a keyring built from it
+            refuses every signature the key made (a host's signing key after a breach).
+        type: str
   generate_uid:
     description: User id of the signing key generated when I(path) does not exist.
     type: str
@@ -135,6 +140,16 @@ class Gpg:
         return subprocess.run(["gpg", "--homedir", self.home, "--batch", "--no-tty", *args], input=data,
                               capture_output=True)  # fmt: skip
 
+    def show_revoked(self, armored: bytes) -> list[dict]:
+        """Like show, with each key's revocation state (validity 'r')."""
+        result = self("--with-colons", "--import-options", "show-only", "--import", data=armored)
+        keys = []
+        for line in result.stdout.decode(errors="replace").splitlines():
+            fields = line.split(":")
+            if fields[0] in ("pub", "sec"):
+                keys.append({"revoked": fields[1] == "r"})
+        return keys
+
     def show(self, armored: bytes) -> list[dict]:
         result = self("--with-colons", "--import-options", "show-only", "--import", data=armored)
         return parse_colons(result.stdout.decode(errors="replace")) if result.returncode == 0 else []
@@ -204,7 +219,12 @@ def public_file(module, gpg: Gpg) -> dict:
                                  f"{expected}: check the variable")  # fmt: skip
         if any(k["secret"] for k in shown):
             module.fail_json(msg=f"the key given for {expected} is a secret key; only public keys belong here")
-        parts.append(entry["public_key"].strip() + "\n")
+        key = entry["public_key"]
+        if entry.get("revocation"):
+            key = revoked_public_key(key, entry["revocation"])
+            if not any(k["revoked"] for k in gpg.show_revoked(key.encode())):
+                module.fail_json(msg=f"the revocation given for {expected} does not revoke it")
+        parts.append(key.strip() + "\n")
     content = "".join(parts).encode()
     try:
         with open(path, "rb") as handle:
@@ -276,6 +296,7 @@ def main() -> None:
                 "options": {
                     "fingerprint": {"type": "str", "required": True},
                     "public_key": {"type": "str", "required": True},
+                    "revocation": {"type": "str"},
                 },
             },
             "generate_uid": {"type": "str"},
