@@ -449,27 +449,36 @@ class KeyStore:
         self.path = data_dir / "keys.json"
         self.admin = (admin_access_key, admin_secret_key)
         self.lock = threading.Lock()
-        self.keys: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else dict(LAB_HOST_KEYS)
+        stored = json.loads(self.path.read_text()) if self.path.exists() else {"keys": dict(LAB_HOST_KEYS)}
+        self.keys: dict[str, str] = stored.get("keys", {})
+        # sha256 of each revoked secret -> its key id: revoking it again answers as the first time (idempotent)
+        self.revoked: dict[str, str] = stored.get("revoked", {})
 
     def secret_of(self, access_key: str) -> str | None:
         if access_key == self.admin[0]:
             return self.admin[1]
         return self.keys.get(access_key)
 
+    def _save(self) -> None:
+        _write_atomic(self.path, json.dumps({"keys": self.keys, "revoked": self.revoked}, indent=2).encode())
+
     def add(self, access_key: str, secret_key: str) -> None:
         with self.lock:
             self.keys[access_key] = secret_key
-            _write_atomic(self.path, json.dumps(self.keys, indent=2, sort_keys=True).encode())
+            self._save()
 
     def revoke_secret(self, secret_key: str) -> str | None:
-        """Revoke the pair whose secret this is (the way a stolen key is revoked by presenting it); its id."""
+        """Revoke the pair whose secret this is (the way a stolen key is revoked by presenting it); its id. A pair
+        revoked before answers the same (a breach response run again after a stop)."""
+        digest = hashlib.sha256(secret_key.encode()).hexdigest()
         with self.lock:
             for access_key, secret in list(self.keys.items()):
                 if hmac.compare_digest(secret.encode(), secret_key.encode()):
                     del self.keys[access_key]
-                    _write_atomic(self.path, json.dumps(self.keys, indent=2, sort_keys=True).encode())
+                    self.revoked[digest] = access_key
+                    self._save()
                     return access_key
-        return None
+            return self.revoked.get(digest)
 
 
 def admin_app(environ: dict, start_response, keys: KeyStore) -> list[bytes]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: pgp_keys
 short_description: Keys in C(gpg --with-colons) output, with fingerprint, user ids, revoked and expired
-version_added: 0.3.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - Parses the output of C(gpg --batch --with-colons --show-keys FILE) (or C(--list-keys)) into one entry per

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: backup_set_info
 short_description: List the backup sets on the host and choose one (the newest good, the newest before a moment, an id)
-version_added: 0.3.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - Lists the published sets in the backup directory, oldest first, each with its id, creation time, size and

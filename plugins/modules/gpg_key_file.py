@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: gpg_key_file
 short_description: OpenPGP keys in a root-owned file - public keys checked, or a signing key generated and rotated
-version_added: 0.3.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - The backup command builds a private keyring from such files for each run, so the keys are plain files with

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: pitr_window
 short_description: The recoverable window of a pgBackRest stanza, and the base backup to restore for a target time
-version_added: 0.2.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - Reads C(pgbackrest info) of the stanza (run it as C(postgres)). The window starts when the oldest good base

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: secret_sweep
 short_description: Find where old secret values are still on a host, and blank them out of shell histories
-version_added: 0.2.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - After a rotation, the old values must be nowhere on the host. This module reads every regular file under

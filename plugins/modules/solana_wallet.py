@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: solana_wallet
 short_description: Generate a Solana keypair, or move a wallet's funds to another public key (signed, sent, confirmed)
-version_added: 0.2.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - With I(state=generated), makes a new ed25519 keypair and returns it as the text of a C(solana-keygen) file (a

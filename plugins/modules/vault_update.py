@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vault_update
 short_description: Set values in an Ansible Vault encrypted YAML file of variables and write it back encrypted
-version_added: 0.2.0
+version_added: 0.1.0
 author: mojorust.dr maintainers
 description:
   - An action plugin; it runs on the workstation whatever the host of the task. Decrypts I(path) with the password
