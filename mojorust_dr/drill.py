@@ -220,7 +220,9 @@ def standby_crash(lab: list[str], mode: str) -> Scenario:
             Phase("disaster: prod killed (SIGKILL) mid-stream", ["podman", "kill", "drlab-prod"], "disaster"),
             Phase(
                 "failover to the standby",
-                ansible_playbook("playbooks/failover.yml", "-e", "failover_target=standby"),
+                ansible_playbook(
+                    "playbooks/failover.yml", "-e", "failover_target=standby", "-e", "failover_confirm=prod"
+                ),
                 detail=newest_failover_record,
             ),
             Phase("verify: bot.drlab.test answers healthy", [python_bin(), "-m", "mojorust_dr.labcheck"], "verify"),
@@ -262,14 +264,20 @@ def scenarios() -> dict[str, Scenario]:
     ]
     failover = Phase(
         "failover to a fresh host",
-        ansible_playbook("playbooks/failover.yml", "-e", "failover_target=fresh"),
+        ansible_playbook("playbooks/failover.yml", "-e", "failover_target=fresh", "-e", "failover_confirm=prod"),
         detail=newest_failover_record,
     )
     # The data center is gone: the operator confirms the old server is down (the fence fails closed otherwise).
     failover_confirmed = Phase(
         "failover to a fresh host (old server confirmed down)",
         ansible_playbook(
-            "playbooks/failover.yml", "-e", "failover_target=fresh", "-e", "fence_unreachable_confirmed=true"
+            "playbooks/failover.yml",
+            "-e",
+            "failover_target=fresh",
+            "-e",
+            "failover_confirm=prod",
+            "-e",
+            "fence_unreachable_confirmed=true",
         ),
         detail=newest_failover_record,
     )

@@ -159,6 +159,40 @@ def transfers_of(tx: dict) -> list[tuple[str, str, int]]:
     return moves
 
 
+def hcloud_server(name: str, entry: dict) -> dict:
+    """A server as the Hetzner Cloud API describes one (every field hetzner.hcloud.server reads)."""
+    location = {"id": 1, "name": "fsn1", "description": "Falkenstein DC Park 1", "country": "DE", "city": "Falkenstein",
+                "latitude": 50.47612, "longitude": 12.370071, "network_zone": "eu-central"}  # fmt: skip
+    return {
+        "id": entry["id"], "name": name, "status": entry["status"], "created": "2026-01-01T00:00:00+00:00",
+        "public_net": {"ipv4": {"id": entry["id"], "ip": f"203.0.113.{entry['id'] % 250}", "blocked": False,
+                                "dns_ptr": "static.example"},
+                       "ipv6": None, "floating_ips": [], "firewalls": []},
+        "private_net": [],
+        "server_type": {"id": 1, "name": "cx32", "description": "CX32", "cores": 4, "memory": 8.0, "disk": 80,
+                        "prices": [], "storage_type": "local", "cpu_type": "shared", "architecture": "x86",
+                        "deprecation": None},
+        "datacenter": {"id": 1, "name": "fsn1-dc14", "description": "Falkenstein 1 DC14", "location": location,
+                       "server_types": {"supported": [1], "available": [1], "available_for_migration": [1]}},
+        "image": {"id": 1, "type": "system", "status": "available", "name": "debian-12", "description": "Debian 12",
+                  "os_flavor": "debian", "os_version": "12", "architecture": "x86", "rapid_deploy": True,
+                  "protection": {"delete": False}, "labels": {}, "created": "2026-01-01T00:00:00+00:00",
+                  "deleted": None, "deprecated": None, "disk_size": 5, "image_size": None, "bound_to": None,
+                  "created_from": None},
+        "iso": None, "rescue_enabled": False, "locked": False, "backup_window": None,
+        "outgoing_traffic": 0, "ingoing_traffic": 0, "included_traffic": 21990232555520,
+        "protection": {"delete": False, "rebuild": False}, "labels": {}, "volumes": [], "load_balancers": [],
+        "primary_disk_size": 80, "placement_group": None,
+    }  # fmt: skip
+
+
+def hcloud_action(resource: int, command: str, action_id: int | None = None) -> dict:
+    """A finished action (the stand-in does everything at once)."""
+    return {"id": action_id or resource * 1000 + 1, "command": command, "status": "success", "progress": 100,
+            "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:00:01+00:00",
+            "resources": [{"id": resource, "type": "server"}], "error": None}  # fmt: skip
+
+
 def current_slot() -> int:
     return int(time.time() * 2.5) - 3_900_000_000  # 400 ms slots, mainnet-sized and monotonic
 
@@ -177,6 +211,8 @@ def empty_admin() -> dict:
         "token_accounts": {},
         # signature -> slot of the transactions this node executed
         "signatures": {},
+        # Hetzner Cloud servers (name -> {id, status}) and the fingerprints of the API tokens that acted on them
+        "hcloud": {},
     }
 
 
@@ -423,7 +459,36 @@ class Handler(BaseHTTPRequestHandler):
             return self._provider(method, top, path)
         if top == "infisical":
             return self._infisical(method, path)
+        if top == "hcloud":
+            return self._hcloud(method, path.removeprefix("/hcloud/v1"))
         return 404, {"error": "not found"}
+
+    # A Hetzner Cloud API stand-in (https://docs.hetzner.cloud): enough for hetzner.hcloud.server to find a server by
+    # name and power it off (the fence of an old server that does not answer). Servers come from /admin/hcloud_server.
+    def _hcloud(self, method: str, path: str) -> tuple[int, object]:
+        auth = self.headers.get("Authorization") or ""
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not token:
+            return 401, {"error": {"code": "unauthorized", "message": "unable to authenticate"}}
+        servers = self.state.snapshot("hcloud")
+        by_id = {entry["id"]: name for name, entry in servers.items()}
+        if path == "/servers" and method == "GET":
+            wanted = self.query.get("name")
+            listed = [hcloud_server(n, e) for n, e in sorted(servers.items()) if wanted in (None, n)]
+            pagination = {"page": 1, "per_page": 50, "previous_page": None, "next_page": None,
+                          "last_page": 1, "total_entries": len(listed)}  # fmt: skip
+            return 200, {"servers": listed, "meta": {"pagination": pagination}}
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] == "servers" and parts[1].isdigit() and int(parts[1]) in by_id:
+            name = by_id[int(parts[1])]
+            if len(parts) == 2 and method == "GET":
+                return 200, {"server": hcloud_server(name, servers[name])}
+            if parts[2:] == ["actions", "poweroff"] and method == "POST":
+                self.state.update("hcloud", name, servers[name] | {"status": "off", "by": fingerprint(token)})
+                return 201, {"action": hcloud_action(int(parts[1]), "stop_server")}
+        if len(parts) == 2 and parts[0] == "actions" and parts[1].isdigit() and method == "GET":
+            return 200, {"action": hcloud_action(0, "stop_server", int(parts[1]))}
+        return 404, {"error": {"code": "not_found", "message": "not found"}}
 
     def _telegram(self, token: str, api_method: str) -> tuple[int, dict]:
         fp = fingerprint(token)
@@ -579,7 +644,7 @@ class Handler(BaseHTTPRequestHandler):
         if name in ("state", "revoked"):
             self._allow(method, "GET")
             return 200, self.state.snapshot(None if name == "state" else "revoked")
-        if name not in ("revoke", "down", "balance", "token_accounts", "reset"):
+        if name not in ("revoke", "down", "balance", "token_accounts", "hcloud_server", "reset"):
             return 404, {"error": "not found"}
         self._allow(method, "POST")
         if name == "reset":
@@ -599,6 +664,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise HttpError(400, {"error": f"need provider in {list(DOWNABLE)} and down (bool)"})
             self.state.update("down", provider, body["down"])
             return 200, {"provider": provider, "down": body["down"]}
+        if name == "hcloud_server":
+            server, status = body.get("name"), body.get("status", "running")
+            if not isinstance(server, str) or not server or status not in ("running", "off"):
+                raise HttpError(400, {"error": "need name and status (running or off)"})
+            known = self.state.snapshot("hcloud")
+            entry = known.get(server, {"id": 100 + len(known)}) | {"status": status}
+            self.state.update("hcloud", server, entry)
+            return 200, {"name": server, **entry}
         if name == "token_accounts":
             owner, accounts = body.get("owner"), body.get("accounts")
             keys = {"pubkey", "mint", "amount", "decimals"}

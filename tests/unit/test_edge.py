@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import edge
 import pytest
@@ -292,3 +296,20 @@ def test_raw_keys_never_written(lab):
 def test_log_lines_hide_tokens_and_queries():
     assert edge.safe_path(f"/bot{BOT_TOKEN}/sendMessage?x=1") == "/bot<redacted>/sendMessage"
     assert edge.safe_path(f"/helius/health?api-key={HELIUS_KEY}") == "/helius/health"
+
+
+def test_hetzner_cloud_stand_in_powers_off_a_server_through_the_real_module(lab, tmp_path):
+    """hetzner.hcloud.server state=stopped against the edge: what the fence does to an old server that does not
+    answer. The module itself (the bundled collection) runs; the token is only ever kept as a fingerprint."""
+    root = Path(__file__).resolve().parents[2]
+    assert lab.call("POST", "/admin/hcloud_server", {"name": "old-prod"})[0] == 200
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(root / "collections"), ANSIBLE_CONFIG=str(root / "ansible.cfg"))
+    argv = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-m", "hetzner.hcloud.server",
+            "-e", f"ansible_python_interpreter={sys.executable}",
+            "-a", f"name=old-prod state=stopped api_token=edge-token api_endpoint={lab.base}/hcloud/v1"]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "status: 'off'" in run.stdout and "changed: true" in run.stdout
+    state = lab.call("GET", "/admin/state")[1]["hcloud"]["old-prod"]
+    assert state["status"] == "off" and state["by"] == fp("edge-token")
+    assert lab.call("GET", "/hcloud/v1/servers?name=old-prod")[0] == 401  # no token, no answer

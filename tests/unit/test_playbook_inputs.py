@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(tmp_path: Path, play: str, *extra: str) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, play: str, *extra: str, inventory: str = "localhost,") -> subprocess.CompletedProcess:
     playbook = tmp_path / "play.yml"
     playbook.write_text(play)
     env = dict(
@@ -22,7 +22,7 @@ def run(tmp_path: Path, play: str, *extra: str) -> subprocess.CompletedProcess:
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
         ANSIBLE_NOCOLOR="1",
     )
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook), *extra]
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook), *extra]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -90,3 +90,29 @@ def test_failover_refuses_bad_input_before_touching_any_host(tmp_path, extra, ex
     assert result.returncode != 0
     assert expected in out
     assert "FENCE" not in out.split("fatal")[0], "nothing may be fenced before the inputs are checked"
+
+
+BUCKET = ["-e", "failover_target=fresh", "-e", "offsite_bucket=b", "-e", "offsite_access_key_id=k"]
+
+
+@pytest.mark.parametrize(
+    ("bot_hosts", "extra", "expected"),
+    [
+        (["prod"], [], "confirm it with -e failover_confirm=prod"),
+        (["prod"], ["-e", "failover_confirm=standby"], "-e failover_confirm=prod (or -e failover_interactive=true"),
+        (["prod", "prod2"], ["-e", "failover_confirm=prod"], "holds 2 (prod, prod2)"),
+        ([], ["-e", "failover_confirm=prod"], "holds 0 (none)"),
+    ],
+    ids=["not-confirmed", "wrong-host-named", "two-old-servers", "no-old-server"],
+)
+def test_failover_needs_the_one_old_server_named(tmp_path, bot_hosts, extra, expected):
+    """A failover fences the old server for good: it runs only when the operator names it, and there is one."""
+    inventory = tmp_path / "hosts.yml"
+    hosts = "".join(f"        {name}:\n          ansible_host: 192.0.2.1\n" for name in bot_hosts)
+    inventory.write_text("all:\n  children:\n    tradingbot:\n" + ("      hosts:\n" + hosts if hosts else "      {}\n"))
+    result = run(tmp_path, FAILOVER_INPUTS.format(root=ROOT), *BUCKET, *extra, inventory=str(inventory))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in " ".join(out.split()), out
+    assert "Nothing was changed" in out
+    assert "FENCE" not in out.split("fatal")[0], "nothing may be fenced before the old server is named"
