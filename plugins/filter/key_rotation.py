@@ -39,6 +39,19 @@ def wallet_steps(transfer: dict, new_pubkey: str) -> list:
         return []
     old = transfer.get("pubkey", "")
     steps = []
+    if transfer.get("failed"):
+        # the node did not answer (or refused): nothing is known of the balance, the whole transfer is open
+        steps.append(
+            {
+                "name": "WALLET_TRANSFER",
+                "provider": "Solana",
+                "method": "manual",
+                "done": False,
+                "detail": f"OPEN: move every lamport and token of the old wallet {old or '(see the vault)'} to "
+                f"{new_pubkey}; the RPC node failed: {transfer.get('msg', 'no answer')}",
+            }
+        )
+        return steps
     if not transfer.get("confirmed") and int(transfer.get("lamports") or 0) > 0:
         why = transfer.get("error") or "not sent (key_rotation_send_transfer=false)"
         steps.append(

@@ -681,7 +681,10 @@ def give_to_backup_user(cfg: Config, path: str) -> None:
         entry = pwd.getpwnam(cfg.backup_user)
     except KeyError:
         return
-    for root, dirs, files in os.walk(path):
+    if not stat.S_ISDIR(os.lstat(path).st_mode):  # a link (or a file) is not walked into
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+        return
+    for root, dirs, files in os.walk(path):  # os.walk descends into no linked directory
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             os.lchown(name, entry.pw_uid, entry.pw_gid)
 
@@ -739,34 +742,69 @@ class BackupLock:
 
 # --------------------------------------------------------------------------------------------------- create
 def _files_to_pack(cfg: Config, now: datetime) -> list[tuple[str, str]]:
-    """(name in the set, path on the host) of every file the set carries besides the database."""
+    """(name in the set, path on the host) of every file the set carries besides the database. Symbolic links are
+    not followed here (the bot's uid could point one at a file only the backup user may read); _read_member refuses
+    them."""
     members = []
     config_dir = os.path.join(cfg.bot_home, "config")
     for root, dirs, files in os.walk(config_dir):
         dirs.sort()
-        for name in sorted(files):
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
             path = os.path.join(root, name)
             members.append((os.path.relpath(path, cfg.bot_home), path))
     members.append((".env", cfg.env_file))
     members.append(("wallet/id.json", cfg.wallet_path))
     state = os.path.join(cfg.bot_home, "data", "portfolio_state.json")
-    if os.path.exists(state):
+    if os.path.lexists(state):
         members.append(("data/portfolio_state.json", state))
     logs = os.path.join(cfg.bot_home, "logs")
     cutoff = (now - timedelta(days=cfg.log_days)).timestamp()
-    if os.path.isdir(logs):
+    if os.path.isdir(logs) and not os.path.islink(logs):
         for name in sorted(os.listdir(logs)):
             path = os.path.join(logs, name)
-            if name.startswith("trading-bot-") and os.path.isfile(path) and os.path.getmtime(path) >= cutoff:
+            if not name.startswith("trading-bot-"):
+                continue
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime >= cutoff:
                 members.append((f"logs/{name}", path))
     for _name, path in members:
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):
             raise BackupError("files", f"{path} is missing; the set would be incomplete")
     return members
 
 
+def _read_member(path: str) -> tuple[bytes, os.stat_result]:
+    """The content and status of the regular file at path, read through no symbolic link at any component (checked
+    on the open descriptor, so a link swapped in between is caught too): the backup user can read what the bot's uid
+    cannot, and must not read it on the bot's behalf."""
+    wanted = os.path.abspath(path)
+    try:
+        fd = os.open(wanted, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BackupError(
+                "files",
+                f"{wanted} is a symbolic link; a set carries regular files only. Replace the link by the file it "
+                "points at (or remove it), find out who made it, and run the backup again",
+            ) from None
+        raise BackupError("files", f"{wanted} cannot be read ({exc.strerror}); the set would be incomplete") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        opened = os.readlink(f"/proc/self/fd/{handle.fileno()}")
+        if not stat.S_ISREG(info.st_mode):
+            raise BackupError("files", f"{wanted} is not a regular file; a set carries regular files only")
+        if opened != wanted:
+            raise BackupError(
+                "files",
+                f"{wanted} is reached through a symbolic link (it is {opened}); a set carries the bot's own files "
+                "only. Replace the link by a directory, find out who made it, and run the backup again",
+            )
+        return handle.read(), info
+
+
 def _pack_files(members, out_path: str, cfg: Config, home: str) -> list[dict]:
-    """tar | zstd | gpg of the files, streamed; their size, mode and sha256 for the manifest."""
+    """tar | zstd | gpg of the files, streamed; their size, mode and sha256 for the manifest. Each tar header is
+    made from the status of the descriptor that was read, so header and data are the same file."""
     with open(out_path, "wb") as out:
         pipeline = Pipeline(
             [
@@ -780,11 +818,11 @@ def _pack_files(members, out_path: str, cfg: Config, home: str) -> list[dict]:
     try:
         with tarfile.open(fileobj=pipeline.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for name, path in members:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-                info = tar.gettarinfo(path, arcname=name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
+                data, status = _read_member(path)
+                info = tarfile.TarInfo(name)
+                info.type = tarfile.REGTYPE
+                info.mode = stat.S_IMODE(status.st_mode)
+                info.mtime = int(status.st_mtime)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
                 records.append(

@@ -219,6 +219,8 @@ def public_file(module, gpg: Gpg) -> dict:
                                  f"{expected}: check the variable")  # fmt: skip
         if any(k["secret"] for k in shown):
             module.fail_json(msg=f"the key given for {expected} is a secret key; only public keys belong here")
+        if len(shown) != 1:
+            module.fail_json(msg=f"the key given for {expected} holds {len(shown)} keys; give each key on its own")
         key = entry["public_key"]
         if entry.get("revocation"):
             key = revoked_public_key(key, entry["revocation"])
@@ -277,7 +279,17 @@ def signing_file(module, gpg: Gpg) -> dict:
             result["previous_revocation"] = ""
         result["previous_fingerprint"] = old_fpr
         previous = (result["previous_public_key"], result["previous_revocation"])
-        result["previous_revoked_key"] = revoked_public_key(*previous)
+        result["previous_revoked_key"] = revoked_public_key(*previous) if result["previous_revocation"] else ""
+        # The old key is distrusted by its revocation: one that does not revoke it (missing, or another key's after
+        # an interrupted rotation) stops here, before anything changes, rather than pass the stolen key as revoked.
+        if not result["previous_revocation"] or not any(
+            k["revoked"] for k in gpg.show_revoked(result["previous_revoked_key"].encode())
+        ):
+            module.fail_json(
+                msg=f"{revocation_path} does not revoke the current signing key {old_fpr}, so rotating would leave "
+                "it trusted. Make its revocation certificate from the secret key in "
+                f"{path} (gpg --gen-revoke {old_fpr}) into {revocation_path}, then rerun; nothing was changed"
+            )
         shutil.copy2(path, f"{path}.{old_fpr}.retired")
         os.chmod(f"{path}.{old_fpr}.retired", 0o600)
     write_private(revocation_path, revocation, 0o600)

@@ -1242,3 +1242,44 @@ def test_the_newest_good_set_before_a_moment_skips_bad_and_future_sets(tmp_path)
         bs.resolve_set(str(tmp_path), "latest", before=sid(now - timedelta(days=4)))
     with pytest.raises(bs.BackupError, match="before must be a set id"):
         bs.resolve_set(str(tmp_path), "latest", before="2026-11-26")
+
+
+# ------------------------------------------------------------------- what the backup user reads for the bot
+@pytest.mark.parametrize("linked", ["file", "directory"])
+def test_a_set_never_reads_through_a_link_the_bot_planted(gpg_keys, tmp_path, linked):
+    """The backup user can read what the bot's uid cannot (CAP_DAC_READ_SEARCH): a link in config/ to a root-only
+    file, or a linked directory on the way, stops the set with what to do, and the outside file is read by no one."""
+    cfg = make_cfg(gpg_keys, tmp_path)
+    _bot_home(cfg)
+    outside = tmp_path / "root-only"
+    outside.mkdir()
+    (outside / "pgbackrest.conf").write_text("repo1-cipher-pass=stolen\n")
+    config = Path(cfg.bot_home, "config")
+    if linked == "file":
+        (config / "extra.toml").symlink_to(outside / "pgbackrest.conf")
+        phrase = "is a symbolic link"
+    else:
+        (config / "extra").symlink_to(outside)
+        phrase = "symbolic link"
+    members = bs._files_to_pack(cfg, bs.now_utc())
+    assert any(path.startswith(str(config / "extra")) for _name, path in members), "the link is not skipped silently"
+    out = tmp_path / "files.tar.zst.gpg"
+    with pytest.raises(bs.BackupError) as caught:
+        bs._pack_files(members, str(out), cfg, str(gpg_keys.host_home))
+    assert caught.value.check == "files"
+    assert phrase in caught.value.message
+    assert "find out who made it" in caught.value.message or "Replace the link" in caught.value.message
+
+
+def test_a_file_reached_through_a_linked_parent_is_refused(gpg_keys, tmp_path):
+    """O_NOFOLLOW guards the last component only; the descriptor's own path catches a link higher up (a directory
+    swapped for a link after the walk)."""
+    cfg = make_cfg(gpg_keys, tmp_path)
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "trading.toml").write_text("x = 1\n")
+    (tmp_path / "swapped").symlink_to(real)
+    with pytest.raises(bs.BackupError) as caught:
+        bs._pack_files([("config/trading.toml", str(tmp_path / "swapped" / "trading.toml"))], str(tmp_path / "o"),
+                       cfg, str(gpg_keys.host_home))  # fmt: skip
+    assert f"it is {real / 'trading.toml'}" in caught.value.message

@@ -87,3 +87,12 @@ def test_an_unconfirmed_transfer_and_every_token_account_stay_open_steps():
     confirmed = {**refused, "confirmed": True, "token_accounts": [empty]}
     assert kr.wallet_steps(confirmed, "New") == []
     assert kr.wallet_steps({"skipped": True}, "New") == []
+
+
+def test_a_node_that_fails_leaves_the_whole_transfer_open_instead_of_stopping_the_response():
+    """The transfer task does not fail the breach run (keys revoked, nothing deployed yet): its failure is a step."""
+    failed = {"failed": True, "msg": "getBalance: connection refused", "changed": False}
+    steps = kr.wallet_steps(failed, "New")
+    assert [s["name"] for s in steps] == ["WALLET_TRANSFER"]
+    assert not steps[0]["done"]
+    assert "connection refused" in steps[0]["detail"] and "New" in steps[0]["detail"]

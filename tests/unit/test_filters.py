@@ -284,3 +284,14 @@ def test_a_date_alone_is_no_breach_time():
 
     with pytest.raises(AnsibleFilterError, match="breach_time '2026-11-26' has no time of day"):
         moment_set_id("2026-11-26")
+
+
+def test_inventory_home_is_the_inventory_dir_or_the_directory_of_the_source_file(tmp_path):
+    from ansible_collections.mojorust.dr.plugins.filter.inventory_home import inventory_home
+
+    source = tmp_path / "ansible_inventory.yml"
+    source.write_text("all: {}\n")
+    assert inventory_home("/srv/inventories/production", [str(source)]) == "/srv/inventories/production"
+    # a host added at run time, the implicit localhost: the -i file's directory, never the file itself
+    assert inventory_home(None, [str(source)]) == str(tmp_path)
+    assert inventory_home("", [str(tmp_path)]) == str(tmp_path)

@@ -221,3 +221,44 @@ def test_a_rotated_out_signing_key_file_makes_every_keyring_refuse_its_signature
                                  capture_output=True, text=True)  # fmt: skip
         with pytest.raises(bs.BackupError, match="revoked"):
             bs.parse_verify_status(refused.stdout, [fpr])
+
+
+def _gpg_key_file(tmp_path, **args) -> dict:
+    """mojorust.dr.gpg_key_file run for real through ansible (localhost), its JSON result."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(root / "collections"), ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json")  # fmt: skip
+    argv = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-m", "mojorust.dr.gpg_key_file",
+            "-e", f"ansible_python_interpreter={sys.executable}", "-a", json.dumps(args)]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    status, _, body = result.stdout.partition(" => ")  # localhost | FAILED! => {...}
+    return {**json.loads(body), "failed": "FAILED" in status}
+
+
+def test_a_rotation_without_the_current_keys_revocation_changes_nothing(tmp_path):
+    """After an interrupted rotation the revocation file may belong to another key (or be gone): rotating then would
+    hand the stolen key on as "revoked" while nothing revokes it. It stops, names the fix, and leaves both files."""
+    key, rev = tmp_path / "signing-key.asc", tmp_path / "signing-key.rev"
+    made = _gpg_key_file(tmp_path, path=str(key), generate_uid="unit (rotation)", revocation_path=str(rev), mode="0600")
+    assert made["changed"] and not made.get("failed"), made
+    other = tmp_path / "other"
+    other.mkdir()
+    _gpg_key_file(other, path=str(other / "k.asc"), generate_uid="unit (other)", revocation_path=str(other / "k.rev"),
+                  mode="0600")  # fmt: skip
+    before = key.read_bytes()
+    rev.write_bytes((other / "k.rev").read_bytes())  # another key's revocation
+    refused = _gpg_key_file(tmp_path, path=str(key), generate_uid="unit (rotation)", revocation_path=str(rev),
+                            rotate=True, mode="0600")  # fmt: skip
+    assert refused.get("failed"), refused
+    assert f"does not revoke the current signing key {made['fingerprint']}" in refused["msg"]
+    assert "nothing was changed" in refused["msg"]
+    assert key.read_bytes() == before and not list(tmp_path.glob("*.retired"))
+    rev.unlink()
+    assert _gpg_key_file(tmp_path, path=str(key), generate_uid="unit (rotation)", revocation_path=str(rev),
+                         rotate=True, mode="0600").get("failed")  # fmt: skip
+    assert key.read_bytes() == before

@@ -143,3 +143,16 @@ def test_a_bot_that_does_not_start_after_a_good_swap_is_exit_2(host, tmp_path):
     assert result.returncode == 2
     assert marker(host.data) == "recovered"
     assert "the bot (trading-bot) did NOT start" in result.stderr
+
+
+@pytest.mark.parametrize("signal", ["HUP", "TERM", "INT"])
+def test_a_signal_in_the_middle_rolls_back_like_a_failure(host, tmp_path, signal):
+    """A dropped SSH connection (SIGHUP) or a kill while the recovered cluster starts: the directories go back, the
+    live cluster and the bot start, exit 1 (before, only ERR was trapped and the host was left half swapped)."""
+    (tmp_path / "bin" / "pg_isready").write_text(f"#!/bin/bash\nkill -{signal} $PPID\nexit 1\n")
+    result = host.run()
+    assert result.returncode == 1, result.stderr
+    assert f"interrupted by SIG{signal}" in result.stderr
+    assert marker(host.data) == "live"
+    assert marker(host.recovered) == "recovered"
+    assert host.calls()[-2:] == ["systemctl start postgresql@15-main", "systemctl start trading-bot"]
