@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -313,3 +315,63 @@ def test_hetzner_cloud_stand_in_powers_off_a_server_through_the_real_module(lab,
     state = lab.call("GET", "/admin/state")[1]["hcloud"]["old-prod"]
     assert state["status"] == "off" and state["by"] == fp("edge-token")
     assert lab.call("GET", "/hcloud/v1/servers?name=old-prod")[0] == 401  # no token, no answer
+
+
+FENCE_PLAY = """
+- name: fence an old server that does not answer
+  hosts: old
+  gather_facts: false
+  roles:
+    - role: mojorust.dr.fence
+  post_tasks:
+    - name: report
+      ansible.builtin.debug:
+        msg: "FENCE_REPORT={{ fence_report | to_json }}"
+"""
+
+
+def _fence_unreachable(lab, tmp_path, server: str, token: str = "edge-token"):
+    """The fence role, for real, against a host whose SSH port refuses (as a dead or split-off server does), with
+    provider fencing through the edge's Hetzner Cloud stand-in."""
+    root = Path(__file__).resolve().parents[2]
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    old-prod:\n      ansible_host: 127.0.0.1\n      ansible_port: 9\n"
+        "      ansible_user: admin\n  children:\n    old:\n      hosts:\n        old-prod: {}\n"
+    )
+    (tmp_path / "play.yml").write_text(FENCE_PLAY)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(root / "collections"), ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json")  # fmt: skip
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(tmp_path / "play.yml"),
+            "-e", "fence_provider=hcloud", "-e", f"fence_hcloud_server={server}", "-e", "fence_connect_timeout=3",
+            "-e", f"fence_hcloud_api_token={token}",
+            "-e", f"fence_hcloud_api_endpoint={lab.base}/hcloud/v1"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+
+
+def test_an_old_server_that_does_not_answer_is_fenced_by_powering_it_off_at_the_provider(lab, tmp_path):
+    """issue 16: no SSH answer, so the provider's API switches it off; that counts as fenced, and says so."""
+    assert lab.call("POST", "/admin/hcloud_server", {"name": "mojo-prod-1"})[0] == 200
+    run = _fence_unreachable(lab, tmp_path, "mojo-prod-1")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert lab.call("GET", "/admin/state")[1]["hcloud"]["mojo-prod-1"]["status"] == "off"
+    report = json.loads(re.search(r"FENCE_REPORT=(\{.*\})", out).group(1).replace('\\"', '"'))
+    assert report["fenced"] and report["fenced_by"] == "provider" and not report["reachable"]
+    assert not report["confirmed_down_by_operator"]
+    assert "edge-token" not in out, "the API token must not be printed"
+
+
+def test_a_provider_that_cannot_power_it_off_keeps_the_fence_closed(lab, tmp_path):
+    """A server the provider does not know (a typo in fence_hcloud_server), or a wrong token: the run stops, naming
+    the provider's answer and what to do, and nothing counts as fenced."""
+    assert lab.call("POST", "/admin/hcloud_server", {"name": "mojo-prod-1"})[0] == 200
+    for server, token in (("mojo-prod-typo", "edge-token"), ("mojo-prod-1", "")):
+        run = _fence_unreachable(lab, tmp_path, server, token)
+        out = " ".join((run.stdout + run.stderr).split())
+        assert run.returncode != 0
+        assert "FENCE_REPORT" not in out
+        assert (
+            ("powering it off at Hetzner Cloud failed too" in out) if token else ("needs fence_hcloud_api_token" in out)
+        )
+    assert lab.call("GET", "/admin/state")[1]["hcloud"]["mojo-prod-1"]["status"] == "running"
