@@ -5,6 +5,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+PROMTOOL := $(CURDIR)/lab/.cache/bin/promtool
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -50,11 +51,16 @@ lab: images ## bring the lab up (idempotent)
 lab-down: setup ## remove the lab containers and network (idempotent)
 	@$(BIN)/ansible-playbook lab/lab.yml -e drlab_state=absent
 
-lint: setup ## ruff, yamllint, ansible-lint (production profile)
+$(PROMTOOL):
+	@lab/bin/fetch-promtool $@
+
+lint: setup $(PROMTOOL) ## ruff, yamllint, ansible-lint (production profile), promtool (alerting rules and their tests)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
+	$(PROMTOOL) check rules monitoring/*.rules.yml
+	$(PROMTOOL) test rules tests/prometheus/*.test.yml
 
 unit: setup ## pytest unit tests
 	$(BIN)/pytest
