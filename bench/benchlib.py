@@ -4,10 +4,9 @@ PNG chart. No podman, no Ansible here, so tests/unit/test_bench.py covers all of
 
 from __future__ import annotations
 
+import io
 import re
 import statistics
-import struct
-import zlib
 from collections.abc import Iterable
 
 MIB = 1048576
@@ -350,168 +349,60 @@ def render_table(results: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- PNG chart
-# Drawn by hand (zlib + struct): matplotlib is not in the venv and Pillow neither; a 5x7 bitmap font is enough.
-
-_FONT_ROWS = {
-    "A": "01110 10001 10001 11111 10001 10001 10001",
-    "B": "11110 10001 10001 11110 10001 10001 11110",
-    "C": "01110 10001 10000 10000 10000 10001 01110",
-    "D": "11110 10001 10001 10001 10001 10001 11110",
-    "E": "11111 10000 10000 11110 10000 10000 11111",
-    "F": "11111 10000 10000 11110 10000 10000 10000",
-    "G": "01110 10001 10000 10111 10001 10001 01111",
-    "H": "10001 10001 10001 11111 10001 10001 10001",
-    "I": "01110 00100 00100 00100 00100 00100 01110",
-    "J": "00111 00010 00010 00010 00010 10010 01100",
-    "K": "10001 10010 10100 11000 10100 10010 10001",
-    "L": "10000 10000 10000 10000 10000 10000 11111",
-    "M": "10001 11011 10101 10101 10001 10001 10001",
-    "N": "10001 10001 11001 10101 10011 10001 10001",
-    "O": "01110 10001 10001 10001 10001 10001 01110",
-    "P": "11110 10001 10001 11110 10000 10000 10000",
-    "Q": "01110 10001 10001 10001 10101 10010 01101",
-    "R": "11110 10001 10001 11110 10100 10010 10001",
-    "S": "01111 10000 10000 01110 00001 00001 11110",
-    "T": "11111 00100 00100 00100 00100 00100 00100",
-    "U": "10001 10001 10001 10001 10001 10001 01110",
-    "V": "10001 10001 10001 10001 10001 01010 00100",
-    "W": "10001 10001 10001 10101 10101 10101 01010",
-    "X": "10001 10001 01010 00100 01010 10001 10001",
-    "Y": "10001 10001 01010 00100 00100 00100 00100",
-    "Z": "11111 00001 00010 00100 01000 10000 11111",
-    "0": "01110 10001 10011 10101 11001 10001 01110",
-    "1": "00100 01100 00100 00100 00100 00100 01110",
-    "2": "01110 10001 00001 00010 00100 01000 11111",
-    "3": "11111 00010 00100 00010 00001 10001 01110",
-    "4": "00010 00110 01010 10010 11111 00010 00010",
-    "5": "11111 10000 11110 00001 00001 10001 01110",
-    "6": "00110 01000 10000 11110 10001 10001 01110",
-    "7": "11111 00001 00010 00100 01000 01000 01000",
-    "8": "01110 10001 10001 01110 10001 10001 01110",
-    "9": "01110 10001 10001 01111 00001 00010 01100",
-    " ": "00000 00000 00000 00000 00000 00000 00000",
-    ".": "00000 00000 00000 00000 00000 01100 01100",
-    ",": "00000 00000 00000 00000 01100 00100 01000",
-    ":": "00000 01100 01100 00000 01100 01100 00000",
-    ";": "00000 01100 01100 00000 01100 00100 01000",
-    "-": "00000 00000 00000 11111 00000 00000 00000",
-    "+": "00000 00100 00100 11111 00100 00100 00000",
-    "=": "00000 00000 11111 00000 11111 00000 00000",
-    "/": "00001 00010 00010 00100 01000 01000 10000",
-    "|": "00100 00100 00100 00100 00100 00100 00100",
-    "(": "00010 00100 01000 01000 01000 00100 00010",
-    ")": "01000 00100 00010 00010 00010 00100 01000",
-    "%": "11001 11010 00010 00100 01000 01011 10011",
-    "_": "00000 00000 00000 00000 00000 00000 11111",
-    "'": "00100 00100 01000 00000 00000 00000 00000",
-    "?": "01110 10001 00001 00010 00100 00000 00100",
-    "<": "00010 00100 01000 10000 01000 00100 00010",
-    ">": "01000 00100 00010 00001 00010 00100 01000",
-}
-FONT = {ch: [int(row, 2) for row in rows.split()] for ch, rows in _FONT_ROWS.items()}
-
-
-class Canvas:
-    """An RGB raster with rectangles and 5x7 text, written as a PNG."""
-
-    def __init__(self, width: int, height: int, background=(255, 255, 255)):
-        self.width, self.height = width, height
-        self.pixels = bytearray(bytes(background) * (width * height))
-
-    def rect(self, x: int, y: int, w: int, h: int, color) -> None:
-        x0, y0 = max(0, x), max(0, y)
-        x1, y1 = min(self.width, x + w), min(self.height, y + h)
-        if x1 <= x0 or y1 <= y0:
-            return
-        line = bytes(color) * (x1 - x0)
-        for yy in range(y0, y1):
-            start = (yy * self.width + x0) * 3
-            self.pixels[start : start + len(line)] = line
-
-    def text(self, x: int, y: int, text: str, color=(0, 0, 0), scale: int = 2) -> int:
-        """Draws text (unknown characters as '?'); returns the x after it."""
-        for ch in text:
-            glyph = FONT.get(ch.upper(), FONT["?"])
-            for row, bits in enumerate(glyph):
-                for col in range(5):
-                    if bits & (1 << (4 - col)):
-                        self.rect(x + col * scale, y + row * scale, scale, scale, color)
-            x += 6 * scale
-        return x
-
-    @staticmethod
-    def text_width(text: str, scale: int = 2) -> int:
-        return len(text) * 6 * scale
-
-    def png(self) -> bytes:
-        raw = b"".join(
-            b"\x00" + bytes(self.pixels[y * self.width * 3 : (y + 1) * self.width * 3]) for y in range(self.height)
-        )
-
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-        header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return (
-            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-        )
-
-
 OURS_COLOR = (31, 119, 180)
 OTHER_COLOR = (150, 150, 150)
 ENGINE_COLOR = (255, 127, 14)
 
 
+def _rgb(color: tuple[int, int, int]) -> tuple[float, float, float]:
+    return tuple(c / 255 for c in color)
+
+
 def chart_png(title: str, panels: list[tuple[str, list[dict]]], width: int = 1000) -> bytes:
-    """Horizontal bars per method: median seconds, a black whisker from min to max, the value at the end.
-    panels: [(panel title, [{"label", "median", "min", "max", "ours": bool, "part": optional inner seconds}])]."""
-    scale = 2
-    line_h = 7 * scale + 14
-    label_w = max(
-        [Canvas.text_width(bar["label"], scale) for _, bars in panels for bar in bars] + [Canvas.text_width("x")]
-    )
-    left = 20 + label_w + 10
-    right = 150
-    height = 20 + line_h + sum(line_h + 8 + len(bars) * line_h + 10 for _, bars in panels) + 30
-    canvas = Canvas(width, height)
-    canvas.text(20, 14, title, scale=scale)
-    y = 14 + line_h + 6
-    for panel_title, bars in panels:
-        canvas.text(20, y, panel_title, color=(60, 60, 60), scale=scale)
-        y += line_h + 8
+    """Horizontal bars per method (matplotlib): median seconds, a black whisker from min to max, the value at the end;
+    a dark line inside ours for its engine's share. width is in pixels (100 dpi).
+    panels: [(panel title, [{"label", "median", "min", "max", "ours": bool, "engine": bool, "part": seconds}])]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    heights = [max(1, len(bars)) * 0.42 + 0.7 for _, bars in panels] or [1.0]
+    figure, axes = plt.subplots(
+        len(heights), 1, figsize=(width / 100, sum(heights) + 0.9), dpi=100, squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    figure.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+    for axis, (panel_title, bars) in zip(axes[:, 0], panels, strict=False):
         top = max([b.get("max") or b.get("median") or 0 for b in bars] + [1e-9])
-        span = width - left - right
-        for bar in bars:
+        rows = range(len(bars))
+        for row, bar in zip(rows, bars, strict=True):
             median = bar.get("median")
-            canvas.text(20, y + 4, bar["label"], scale=scale)
-            if median is not None:
-                w = max(1, round(span * median / top))
-                color = OURS_COLOR if bar.get("ours") else (ENGINE_COLOR if bar.get("engine") else OTHER_COLOR)
-                canvas.rect(left, y, w, line_h - 6, color)
-                part = bar.get("part")
-                if part:
-                    canvas.rect(left, y + line_h - 10, max(1, round(span * part / top)), 4, (20, 60, 100))
-                low, high = bar.get("min"), bar.get("max")
-                if low is not None and high is not None:
-                    x0, x1 = left + round(span * low / top), left + round(span * high / top)
-                    mid = y + (line_h - 6) // 2
-                    canvas.rect(x0, mid - 1, max(1, x1 - x0), 2, (0, 0, 0))
-                    canvas.rect(x0, mid - 5, 2, 10, (0, 0, 0))
-                    canvas.rect(x1 - 1, mid - 5, 2, 10, (0, 0, 0))
-                end = left + max(w, round(span * (high or median) / top)) + 8
-                canvas.text(end, y + 4, f"{median:.1f} s", scale=scale)
-            else:
-                canvas.text(left, y + 4, "not measured", color=(150, 0, 0), scale=scale)
-            y += line_h
-        y += 10
-    canvas.text(
-        20,
-        height - 24,
-        "bars: median; whiskers: min-max; dark line in ours: its engine",
-        color=(90, 90, 90),
-        scale=scale,
-    )
-    return canvas.png()
+            if median is None:
+                axis.text(0, row, "  not measured", va="center", color="#960000")
+                continue
+            color = OURS_COLOR if bar.get("ours") else (ENGINE_COLOR if bar.get("engine") else OTHER_COLOR)
+            axis.barh(row, median, height=0.62, color=_rgb(color))
+            if bar.get("part"):
+                axis.barh(row + 0.22, bar["part"], height=0.1, color=_rgb((20, 60, 100)))
+            low, high = bar.get("min"), bar.get("max")
+            if low is not None and high is not None:
+                axis.errorbar(median, row, xerr=[[median - low], [high - median]], fmt="none", ecolor="black",
+                              capsize=4, linewidth=1.2)  # fmt: skip
+            axis.text(max(median, high or median) + top * 0.01, row, f"{median:.1f} s", va="center", fontsize=9)
+        axis.set_yticks(list(rows), [bar["label"] for bar in bars], fontsize=9)
+        axis.invert_yaxis()
+        axis.set_xlim(0, top * 1.18)
+        axis.set_title(panel_title, loc="left", fontsize=10, color="#3c3c3c")
+        axis.grid(axis="x", alpha=0.3)
+        axis.spines[["top", "right"]].set_visible(False)
+    figure.text(0.01, 0.005, "bars: median; whiskers: min-max; dark line in ours: its engine", fontsize=8,
+                color="#5a5a5a")  # fmt: skip
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=100)
+    plt.close(figure)
+    return out.getvalue()
 
 
 def chart_panels(results: dict) -> list[tuple[str, list[dict]]]:
