@@ -54,13 +54,15 @@ lab-down: setup ## remove the lab containers and network (idempotent)
 $(PROMTOOL):
 	@lab/bin/fetch-promtool $@
 
-lint: setup $(PROMTOOL) ## ruff, yamllint, ansible-lint (production profile), promtool (alerting rules and their tests)
+lint: setup $(PROMTOOL) ## ruff, yamllint, ansible-lint, promtool (alert rules), changelog fragments, ansible-test sanity
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 	$(PROMTOOL) check rules monitoring/*.rules.yml
 	$(PROMTOOL) test rules tests/prometheus/*.test.yml
+	$(BIN)/antsibull-changelog lint
+	lab/bin/ansible-test-sanity --color no
 
 unit: setup ## pytest unit tests
 	$(BIN)/pytest

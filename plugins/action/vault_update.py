@@ -28,7 +28,7 @@ class ActionModule(ActionBase):
             return result | {"failed": True, "msg": f"vault_update failed ({type(error).__name__}); no detail shown"}
 
     def _update(self, result: dict) -> dict:
-        _, args = self.validate_argument_spec(
+        _spec, args = self.validate_argument_spec(
             argument_spec={
                 "path": {"type": "path", "required": True},
                 "vault_password_file": {"type": "path", "required": True},

@@ -306,7 +306,7 @@ def keyring(*sources: str):
         for path in files:
             with open(path, "rb") as handle:
                 data = handle.read()
-            result = subprocess.run([*gpg_base(home), "--import"], input=data, capture_output=True)
+            result = subprocess.run([*gpg_base(home), "--import"], input=data, capture_output=True, check=False)
             if result.returncode != 0:
                 raise BackupError(
                     "keys", f"{path} is not an OpenPGP key: {result.stderr.decode(errors='replace').strip()[:200]}"
@@ -611,7 +611,7 @@ def probe_tables(cfg: Config, password: str, names: list[str]) -> dict:
         conn.autocommit = True
         conn.set_session(readonly=True, autocommit=True)
         for name in names:
-            schema, _, table = name.partition(".")
+            schema, _dot, table = name.partition(".")
             try:
                 with conn.cursor() as cur:
                     cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
@@ -981,7 +981,9 @@ def send_alert(cfg: Config, text: str) -> str:
             data=body,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        # The standard library's opener: this code is also the host command mojorust-backup, which runs without
+        # Ansible (so without ansible.module_utils.urls).
+        with urllib.request.build_opener().open(request, timeout=5) as response:
             response.read()
         return ""
     except Exception as error:  # an alert that cannot be sent must not hide the failure it reports
@@ -1108,6 +1110,7 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress, home: str)
         signed = subprocess.run(
             gpg_sign_command(home, cfg.signing_key, os.path.join(partial, names["sig"]), tar_path, set_id, cfg.host),
             capture_output=True,
+            check=False,
         )
         if signed.returncode != 0:
             raise BackupError(
@@ -1170,7 +1173,9 @@ def _fsync_dir(path: str) -> None:
 
 
 def _encrypt_bytes(home: str, recipients: list[str], data: bytes, out_path: str) -> None:
-    result = subprocess.run(gpg_encrypt_command(home, recipients, out_path), input=data, capture_output=True)
+    result = subprocess.run(
+        gpg_encrypt_command(home, recipients, out_path), input=data, capture_output=True, check=False
+    )
     if result.returncode != 0:
         raise BackupError("encrypt", result.stderr.decode(errors="replace").strip())
 
@@ -1604,7 +1609,7 @@ def _restore_database(opened: OpenedSet, gnupg_home: str, cfg: Config, password:
                 with open(dump_path, "wb") as out:
                     size = pump(pipeline.procs[-1].stdout, out, digest)
                 dump_checked(size)
-                proc = subprocess.run([*restore, f"--jobs={jobs}", dump_path], stderr=stderr, env=env)
+                proc = subprocess.run([*restore, f"--jobs={jobs}", dump_path], stderr=stderr, env=env, check=False)
                 if proc.returncode != 0:
                     raise pg_restore_failed(stderr)
             finally:
@@ -1659,9 +1664,9 @@ def cli_main(argv: list[str]) -> int:
             return _run_as_backup_user(cfg, settings, args)
         if args.command == "create":
             at = datetime.fromisoformat(args.at).astimezone(UTC).replace(microsecond=0) if args.at else None
-            summary = create_set(cfg, owner=args.owner, now=at, progress=lambda m: print(m, flush=True))
+            summary = create_set(cfg, owner=args.owner, now=at, progress=_say)
             keys = ("id", "path", "size", "sha256", "duration_seconds", "retention")
-            print(json.dumps(summary if args.json else {k: summary[k] for k in keys}))
+            _say(json.dumps(summary if args.json else {k: summary[k] for k in keys}))
         elif args.command == "offsite-push":
             try:
                 import offsite  # beside this file on the host, deployed by the offsite role
@@ -1670,30 +1675,36 @@ def cli_main(argv: list[str]) -> int:
 
             with open(args.offsite_config, encoding="utf-8") as handle:
                 remote = offsite.OffsiteConfig.from_dict(json.load(handle))
-            result = offsite.push_all(remote, cfg, progress=lambda m: print(m, flush=True))
-            print(json.dumps(result))
+            result = offsite.push_all(remote, cfg, progress=_say)
+            _say(json.dumps(result))
         elif args.command == "check-stale":
             problems = stale_problems(cfg, datetime.now(UTC), os.path.exists(args.offsite_config))
             if not problems:
-                print("backups are fresh")
+                _say("backups are fresh")
                 return 0
             message = f"STALE BACKUPS on {cfg.host}: " + "; ".join(problems)
             note = send_alert(cfg, message)
-            print(message + (f" ({note})" if note else ""), flush=True)
+            _say(message + (f" ({note})" if note else ""))
             return 1
         elif args.command == "list":
             for item in list_sets(cfg.backup_dir):
-                print(f"{item.id}  {item.size:>12}  {'good' if item.good else 'BAD'}  {item.sha256[:16]}")
+                _say(f"{item.id}  {item.size:>12}  {'good' if item.good else 'BAD'}  {item.sha256[:16]}")
         else:
             with open(os.path.join(cfg.backup_dir, STATUS_FILE), encoding="utf-8") as handle:
-                print(handle.read(), end="")
+                sys.stdout.write(handle.read())
         return 0
     except BackupError as error:
-        print(f"mojorust-backup: {error.check} failed: {error.message}", flush=True)
+        _say(f"mojorust-backup: {error.check} failed: {error.message}")
         return 1
     except (OSError, ValueError) as error:
-        print(f"mojorust-backup: {error}", flush=True)
+        _say(f"mojorust-backup: {error}")
         return 1
+
+
+def _say(line: str) -> None:
+    """A line on stdout, flushed: what the host command reports (journald reads it as it comes)."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def _run_as_backup_user(cfg: Config, settings: dict, args) -> int:

@@ -239,10 +239,10 @@ def remote_sets(s3, cfg: OffsiteConfig) -> list[backupset.SetInfo]:
     """Complete sets in the bucket (a stored version of each of the four files), oldest first. A set hidden by a
     delete marker (someone deleted it by key, as a stolen key can) is still there, and still listed."""
     prefix = f"{cfg.prefix.strip('/')}/" if cfg.prefix.strip("/") else ""
-    versions, _ = remote_versions(s3, cfg, prefix)
+    versions, _markers = remote_versions(s3, cfg, prefix)
     found: dict[str, dict[str, int]] = {}
     for key, listed in versions.items():
-        set_id, _, name = key[len(prefix) :].partition("/")
+        set_id, _slash, name = key[len(prefix) :].partition("/")
         found.setdefault(set_id, {})[name] = listed[0]["Size"]
     sets = []
     for set_id, names in sorted(found.items()):
@@ -387,7 +387,7 @@ def fetch_good_set(
     for chosen in candidates:
         target = os.path.join(dest_dir, chosen.id)
         os.makedirs(target, mode=0o700, exist_ok=True)
-        versions, _ = remote_versions(s3, cfg, cfg.key(chosen.id, ""))
+        versions, _markers = remote_versions(s3, cfg, cfg.key(chosen.id, ""))
         for name in backupset.set_files(chosen.id).values():
             key = cfg.key(chosen.id, name)
             path = os.path.join(target, name)

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """backup_restore: restore a backup set's database into a new database, or its files into a directory."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: backup_restore
 short_description: Restore a set's database beside the live one, or its files into a staging directory
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - With C(part=database), restores the set's dump into I(target_db), which must exist and be empty (never the
     live database), then compares every table's row count and content checksum with the manifest, and fails
@@ -20,6 +23,7 @@ description:
   - Needs I(decrypt_home), a keyring holding the operator's secret key.
 extends_documentation_fragment:
   - mojorust.dr.backup
+  - ansible.builtin.action_common_attributes
 options:
   part:
     description: What to restore.
@@ -50,6 +54,8 @@ options:
     type: int
     default: 1
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: A restore is a one-shot action; in check mode it reports C(changed) and does nothing.
@@ -139,8 +145,8 @@ def main() -> None:
                 )
                 module.exit_json(changed=True, checks=checks, **result)
             files = backupset.restore_files(opened, params["decrypt_home"], params["dest"])
-        manifest = {k: found["manifest"].get(k) for k in ("id", "created_at", "host", "portfolio_value",
-                                                           "key_fingerprints", "config_git_commit")}  # fmt: skip
+        kept = ("id", "created_at", "host", "portfolio_value", "key_fingerprints", "config_git_commit")
+        manifest = {k: found["manifest"].get(k) for k in kept}
         module.exit_json(changed=True, id=chosen.id, checks=checks, files=files, manifest=manifest)
     except backupset.BackupError as error:
         module.fail_json(msg=f"restore failed at {error.check}: {error.message}", failed_check=error.check)

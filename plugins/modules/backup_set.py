@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """backup_set: make one encrypted, signed backup set on the host."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: backup_set
 short_description: Make one encrypted, signed backup set of the bot's database and files
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Dumps the database from one consistent snapshot (pg_dump custom format, streamed through zstd and gpg, so
     no plaintext dump lands on disk) while counting and checksumming every table in the same snapshot; packs
@@ -21,6 +24,7 @@ description:
     alert, leaves every earlier set and the C(LAST_GOOD) marker untouched, and fails with the reason.
 extends_documentation_fragment:
   - mojorust.dr.backup
+  - ansible.builtin.action_common_attributes
 options:
   backup_id:
     description: Not used; a new set's id is the current UTC time.
@@ -38,6 +42,8 @@ options:
     type: path
     default: /usr/local/bin/mojorust-backup
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: A backup is a one-shot action; in check mode it reports C(changed) and does nothing.
@@ -119,7 +125,7 @@ def main() -> None:
     if rc != 0:
         # the command's last line: "mojorust-backup: <check> failed: <what happened and what to do>"
         last = (lines or [err.strip() or f"exit {rc}"])[-1].removeprefix("mojorust-backup: ")
-        check, _, why = last.partition(" failed: ") if " failed: " in last else ("create", "", last)
+        check, _sep, why = last.partition(" failed: ") if " failed: " in last else ("create", "", last)
         module.fail_json(msg=f"backup failed at {check}: {why}", failed_check=check, progress=progress,
                          stderr=err.strip())  # fmt: skip
     try:

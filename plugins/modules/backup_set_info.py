@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """backup_set_info: the backup sets on a host, and which one a restore would take (read-only)."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: backup_set_info
 short_description: List the backup sets on the host and choose one (the newest good, the newest before a moment, an id)
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Lists the published sets in the backup directory, oldest first, each with its id, creation time, size and
     whether it is good. A set marked C(BAD) (failed a verification, or made before a breach) and a set whose id lies
@@ -17,6 +20,7 @@ description:
     naming the sets there are when none qualifies. Nothing is verified here; the restore verifies what it takes.
 extends_documentation_fragment:
   - mojorust.dr.backup
+  - ansible.builtin.action_common_attributes
 options:
   before:
     description:
@@ -28,6 +32,8 @@ options:
     type: dict
     default: {}
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: Read-only; the same in check mode.

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """backup_verify: check a backup set the way the recovery plan does, in its order."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: backup_verify
 short_description: Verify a backup set - sha256, archive, signature, decryption, every file against the manifest
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Runs the recovery plan's integrity checks in its order and fails naming the first check that failed
     (C(sha256), C(archive), C(signature), C(decryption), C(contents)) with what to do about it.
@@ -21,6 +24,7 @@ description:
     picks it as C(latest); nothing is ever deleted.
 extends_documentation_fragment:
   - mojorust.dr.backup
+  - ansible.builtin.action_common_attributes
 options:
   decrypt_home:
     description: GnuPG home with the operator's secret key; omit to skip decryption and contents.
@@ -47,6 +51,8 @@ options:
     type: dict
     default: {}
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: Verifies in check mode too (it is read-only); I(mark_bad) is not applied.

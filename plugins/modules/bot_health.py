@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """bot_health: wait until the trading bot is healthy, or say why it is not."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: bot_health
 short_description: Wait until the trading bot answers /health, or fail with the reason
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Polls the bot's C(/health) endpoint until it answers 200 with the database connected (and, with
     I(expect_trading), until the last trade id has moved on between two answers).
@@ -35,7 +38,11 @@ options:
     description: Also wait until C(last_trade_id) increases between two answers (the bot is trading).
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.
@@ -96,7 +103,7 @@ def trading_advanced(first_id: int | None, body: dict) -> bool:
 
 
 def unit_state(module: AnsibleModule, service: str) -> dict:
-    rc, out, _ = module.run_command(
+    rc, out, _err = module.run_command(
         ["systemctl", "show", service, "--property=ActiveState,SubState,Result,ExecMainStatus,NRestarts"]
     )
     if rc != 0:
@@ -105,7 +112,7 @@ def unit_state(module: AnsibleModule, service: str) -> dict:
 
 
 def journal_tail(module: AnsibleModule, service: str, lines: int = 12) -> str:
-    _, out, _ = module.run_command(["journalctl", "-u", service, "-n", str(lines), "--no-pager", "-o", "cat"])
+    _rc, out, _err = module.run_command(["journalctl", "-u", service, "-n", str(lines), "--no-pager", "-o", "cat"])
     return out.strip()
 
 

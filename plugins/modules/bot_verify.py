@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """bot_verify: the recovery plan's verification checklist (section 3) against a running bot host."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: bot_verify
 short_description: Run the recovery plan's verification checklist on a bot host and report each check
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Every item of the plan's section 3, each with its own pass or fail and the reason, in this order -
     C(process) (the unit is active with a main process), C(health) (C(/health) answers 200), C(database)
@@ -22,7 +25,7 @@ description:
 options:
   url: {description: Base URL of the bot's health server., type: str, default: "http://127.0.0.1:8082"}
   service: {description: The bot's systemd unit., type: str, default: trading-bot}
-  bot_home: {description: The bot's directory (C(.env), C(logs/), C(data/)).,
+  bot_home: {description: "The bot's directory (C(.env), C(logs/), C(data/)).",
              type: path, default: /home/tradingbot/mojo-trading-bot}
   apis: {description: Providers that must be reachable., type: list, elements: str,
          default: [helius, quicknode, jupiter]}
@@ -40,7 +43,11 @@ options:
   telegram_api_base: {description: Telegram Bot API base for the test alert., type: str,
                       default: "https://api.telegram.org"}
   alert_text: {description: Text of the test alert., type: str, default: "mojorust verify: test alert"}
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: Runs the read-only checks; the test alert is not sent in check mode.
@@ -70,15 +77,16 @@ failed_checks: {description: Names of the checks that failed., returned: always,
 import json
 import os
 import subprocess
-import urllib.request
+import urllib.error
 from datetime import UTC, datetime, timedelta
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with open_url(url, timeout=timeout) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")
@@ -238,12 +246,13 @@ def main() -> None:
     if p["alert"] and not module.check_mode:
         try:
             env = read_env(os.path.join(p["bot_home"], ".env"))
-            request = urllib.request.Request(
+            with open_url(
                 f"{p['telegram_api_base'].rstrip('/')}/bot{env['TELEGRAM_BOT_TOKEN']}/sendMessage",
                 data=json.dumps({"chat_id": env["TELEGRAM_CHAT_ID"], "text": p["alert_text"]}).encode(),
                 headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=5) as response:
+                method="POST",
+                timeout=5,
+            ) as response:
                 accepted = json.loads(response.read() or b"{}").get("ok", response.status == 200)
             alert = (bool(accepted), "test alert accepted by the Telegram API" if accepted else "test alert refused")
         except Exception as error:  # never the token: only the kind of failure

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """db_probe: how the live database compares with a backup set's manifest, read-only."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: db_probe
 short_description: Probe the live bot database - reachable, and each table's rows against a manifest
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Connects as the bot's database user (password from the bot's C(.env)) and counts the rows of every table the
     manifest lists. A table that cannot be read (dropped, a damaged data file) is reported with its error; an
@@ -22,7 +25,11 @@ options:
     description: The C(tables) of a manifest (from M(mojorust.dr.backup_verify)), name to C(rows) and C(checksum).
     type: dict
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """gpg_key: a key present in a GnuPG home, imported from armored text or generated."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: gpg_key
 short_description: Make sure a GnuPG key is in a keyring, by importing it or by generating it
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - With I(key), imports an armored public or secret key unless a key with its fingerprint is there already.
   - With I(generate_uid), generates an ed25519 signing key without passphrase (a host's backup signing key)
@@ -27,7 +30,11 @@ options:
   generate_uid:
     description: User id of a signing key to generate when none with this user id exists.
     type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
@@ -117,14 +124,14 @@ def main() -> None:
             changed = True
             if module.check_mode:
                 module.exit_json(changed=True)
-            rc, _, err = module.run_command(
+            rc, _out, err = module.run_command(
                 [*gpg, "--passphrase", "", "--quick-generate-key", uid, "ed25519", "sign", "never"]
             )
             if rc != 0:
                 module.fail_json(msg=f"gpg could not generate the signing key: {err.strip()}")
             found = [k for k in listed(secret=True) if uid in k["uids"]]
         fpr = found[0]["fingerprint"]
-        _, public, _ = module.run_command([*gpg, "--armor", "--export", fpr])
+        _rc, public, _err = module.run_command([*gpg, "--armor", "--export", fpr])
         module.exit_json(changed=changed, fingerprint=fpr, public_key=public)
 
     key = module.params["key"]
@@ -140,7 +147,7 @@ def main() -> None:
     if not any(k["fingerprint"] == fpr for k in listed(secret=secret)):
         changed = True
         if not module.check_mode:
-            rc, _, err = module.run_command([*gpg, "--import"], data=key)
+            rc, _out, err = module.run_command([*gpg, "--import"], data=key)
             if rc != 0:
                 module.fail_json(msg=f"gpg could not import key {fpr}: {err.strip()}")
     module.exit_json(changed=changed, fingerprint=fpr)

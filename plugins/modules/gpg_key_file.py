@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """gpg_key_file: armored OpenPGP keys kept in a root-owned file: public keys checked by fingerprint, or a host's
 signing key generated, and rotated on request."""
 
@@ -8,7 +11,7 @@ DOCUMENTATION = r"""
 module: gpg_key_file
 short_description: OpenPGP keys in a root-owned file - public keys checked, or a signing key generated and rotated
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - The backup command builds a private keyring from such files for each run, so the keys are plain files with
     an owner and a mode (root's, readable by the backup user's group for a secret key) instead of a GnuPG home that
@@ -49,7 +52,10 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.files
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
@@ -138,7 +144,7 @@ class Gpg:
 
     def __call__(self, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(["gpg", "--homedir", self.home, "--batch", "--no-tty", *args], input=data,
-                              capture_output=True)  # fmt: skip
+                              capture_output=True, check=False)  # fmt: skip
 
     def show_revoked(self, armored: bytes) -> list[dict]:
         """Like show, with each key's revocation state (validity 'r')."""
@@ -304,6 +310,7 @@ def main() -> None:
             "path": {"type": "path", "required": True},
             "keys": {
                 "type": "list",
+                "no_log": False,  # public keys and revocation certificates
                 "elements": "dict",
                 "options": {
                     "fingerprint": {"type": "str", "required": True},

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """offsite_fetch: download a backup set from S3-compatible storage."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: offsite_fetch
 short_description: Download a complete backup set (an id or the newest) from S3-compatible storage
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Finds the set in the bucket (C(latest) is the newest complete one), downloads its four files into
     I(dest)/<id>/ and checks each against the bucket's checksum. The set stays encrypted; verify and decrypt it
@@ -18,8 +21,8 @@ options:
   prefix: {description: Key prefix of the sets., type: str, default: mojorust}
   endpoint_url: {description: S3 endpoint (empty for AWS)., type: str, default: ""}
   region: {description: Region., type: str, default: us-east-1}
-  access_key_id: {description: Access key with read access., type: str, default: "", no_log: true}
-  secret_access_key: {description: Its secret., type: str, default: "", no_log: true}
+  access_key_id: {description: Access key with read access., type: str, default: ""}
+  secret_access_key: {description: Its secret (never logged)., type: str, default: ""}
   backup_id: {description: A set id or C(latest)., type: str, default: latest}
   dest: {description: Directory the set is downloaded into (created 0700)., type: path, required: true}
   signers:
@@ -41,7 +44,11 @@ options:
   owner:
     description: The user the downloaded set then belongs to (the backup user, so its retention can remove it).
     type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: Finds the set and reports it; downloads nothing.
@@ -64,7 +71,7 @@ RETURN = r"""
 id: {description: The set downloaded., returned: success, type: str}
 path: {description: Its local directory., returned: success, type: str}
 size: {description: Bytes of its archive., returned: success, type: int}
-created_at: {description: When the set was made (UTC, ISO 8601)., returned: success, type: str}
+created_at: {description: "When the set was made (UTC, ISO 8601).", returned: success, type: str}
 skipped:
   description: Newer sets that failed their checks and were passed over (id, check, message).
   returned: success

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """offsite_push: copy every new encrypted backup set to S3-compatible storage, verified."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: offsite_push
 short_description: Copy new encrypted backup sets off-site (S3, B2, GCS), verified, then apply off-site retention
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Pushes every good local set that is not complete in the bucket yet (newest first) - only the set's four files,
     whose database and files are encrypted - each object uploaded with a SHA-256 checksum and compared afterwards
@@ -49,7 +52,11 @@ options:
         type: str
         choices: [COMPLIANCE, GOVERNANCE]
         default: COMPLIANCE
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: Lists the bucket and reports the sets it would push (C(changed) if any); uploads and deletes nothing.

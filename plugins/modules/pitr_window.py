@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """pitr_window: the span of time pgBackRest can bring the database back to, and the backup for a target in it."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: pitr_window
 short_description: The recoverable window of a pgBackRest stanza, and the base backup to restore for a target time
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Reads C(pgbackrest info) of the stanza (run it as C(postgres)). The window starts when the oldest good base
     backup ended and ends now when the local primary answers (the module switches to a new WAL segment and waits
@@ -39,7 +42,11 @@ options:
     description: Directory of the local server's socket.
     type: path
     default: /var/run/postgresql
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
@@ -176,7 +183,7 @@ def _switch_and_wait(module: AnsibleModule, cursor) -> tuple[float | None, str |
     # The segment holding the last record written so far; switching closes it. A segment that holds only its
     # 40-byte header (nothing written since the last switch) is not switched: then the one before it is the last.
     cursor.execute("SELECT now(), pg_walfile_name(pg_current_wal_lsn() - 41), pg_switch_wal()")
-    moment, segment, _ = cursor.fetchone()
+    moment, segment, _rest = cursor.fetchone()
     deadline = time.monotonic() + module.params["timeout"]
     while True:
         cursor.execute("SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, '') FROM pg_stat_archiver")

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """replication_status: who is primary, which standbys stream, and how far behind they are."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: replication_status
 short_description: Report a PostgreSQL server's replication role, its standbys or its WAL receiver, and the lag
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - Connects over the local socket (run it as C(postgres)) and reports whether the server is a primary or a standby
     in recovery; on a primary, each standby from C(pg_stat_replication) with its state, sync state and lag; on a
@@ -28,7 +31,11 @@ options:
     description: Directory of the server's socket.
     type: path
     default: /var/run/postgresql
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
@@ -55,7 +62,7 @@ receiver:
   description: On a standby, the WAL receiver (status, sender_host, sender_port, slot_name), or null.
   returned: success
   type: dict
-lag_bytes: {description: On a standby, WAL received but not replayed yet (bytes)., returned: success, type: int}
+lag_bytes: {description: "On a standby, WAL received but not replayed yet (bytes).", returned: success, type: int}
 replay_delay_seconds:
   description: On a standby, seconds since the last replayed transaction was committed on the primary (grows when the
     primary is idle, too).

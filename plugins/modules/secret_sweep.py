@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """secret_sweep: find (and in shell histories, blank out) secret values left on a host after they were rotated."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: secret_sweep
 short_description: Find where old secret values are still on a host, and blank them out of shell histories
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - After a rotation, the old values must be nowhere on the host. This module reads every regular file under
     I(roots) (one file system each, skipping C(/proc), C(/sys), C(/dev) and I(exclude)), the environment of every
@@ -45,7 +48,11 @@ options:
     description: Larger files are not read (bytes).
     type: int
     default: 268435456
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) 2026, mojorust.dr maintainers
+# MIT License (see LICENSE or https://opensource.org/licenses/MIT)
+# SPDX-License-Identifier: MIT
 """solana_wallet: a new Solana keypair (solana-keygen JSON), and a signed transfer of the old wallet's funds to it."""
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ DOCUMENTATION = r"""
 module: solana_wallet
 short_description: Generate a Solana keypair, or move a wallet's funds to another public key (signed, sent, confirmed)
 version_added: 0.1.0
-author: mojorust.dr maintainers
+author: mojorust.dr maintainers (@mojorust)
 description:
   - With I(state=generated), makes a new ed25519 keypair and returns it as the text of a C(solana-keygen) file (a
     JSON list of 64 numbers, the 32-byte secret seed then the 32-byte public key) with its base58 public key. Run it
@@ -57,7 +60,11 @@ options:
     description: Seconds to wait for the signature to reach C(confirmed) or C(finalized).
     type: int
     default: 60
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     description: In check mode a transfer is built and signed but never sent.
@@ -88,7 +95,7 @@ keypair:
   description: New keypair, the text of a solana-keygen file.
   returned: state=generated
   type: str
-pubkey: {description: Base58 public key of the new keypair, or of the payer., returned: success, type: str}
+pubkey: {description: "Base58 public key of the new keypair, or of the payer.", returned: success, type: str}
 to: {description: The receiving public key., returned: state=transfer, type: str}
 lamports: {description: The amount the transaction moves., returned: state=transfer, type: int}
 transaction:
@@ -119,9 +126,10 @@ token_accounts:
 import base64
 import json
 import time
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import ConnectionError as UrlConnectionError
+from ansible.module_utils.urls import open_url
 from ansible_collections.mojorust.dr.plugins.module_utils.backupset import base58
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -233,11 +241,11 @@ class Rpc:
 
     def call(self, method: str, params: list):
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with open_url(self.url, data=body, headers={"Content-Type": "application/json"}, method="POST",
+                          timeout=self.timeout) as response:  # fmt: skip
                 answer = json.loads(response.read())
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, UrlConnectionError) as error:
             raise RpcError(f"{method}: no answer from {self.url} ({error})") from None
         if not isinstance(answer, dict) or "error" in answer or "result" not in answer:
             detail = answer.get("error", answer) if isinstance(answer, dict) else answer
