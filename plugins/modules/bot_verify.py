@@ -82,6 +82,7 @@ from datetime import UTC, datetime, timedelta
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
+from ansible_collections.mojorust.dr.plugins.module_utils.backupset import read_env
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
@@ -90,17 +91,6 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")
-
-
-def read_env(path: str) -> dict:
-    values = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                values[key.strip().removeprefix("export ").strip()] = value.strip().strip("\"'")
-    return values
 
 
 def error_lines(log_dir: str, since: datetime) -> list[str]:
