@@ -8,6 +8,7 @@ data directory at all) is a swap with nothing to replace.
 from __future__ import annotations
 
 import os
+import signal as signals
 import subprocess
 from pathlib import Path
 
@@ -64,12 +65,19 @@ def host(tmp_path: Path):
             environ = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_LOG=str(self.log), **env)
             argv = [str(SWAP), str(self.data), str(self.recovered), str(self.replaced), "postgresql@15-main",
                     "mojorust-pitr-beside", "trading-bot", "trading_db"]  # fmt: skip
-            return subprocess.run(argv, capture_output=True, text=True, env=environ)
+            # as over SSH: the signals at their defaults (a shell started under nohup, or a CI runner that ignores
+            # SIGHUP, cannot trap a signal ignored on entry, and the signal test would prove nothing there)
+            return subprocess.run(argv, capture_output=True, text=True, env=environ, preexec_fn=default_signals)
 
         def calls(self) -> list[str]:
             return self.log.read_text().splitlines() if self.log.exists() else []
 
     return Host()
+
+
+def default_signals() -> None:
+    for number in (signals.SIGHUP, signals.SIGINT, signals.SIGTERM):
+        signals.signal(number, signals.SIG_DFL)
 
 
 def marker(path: Path) -> str | None:
