@@ -218,10 +218,17 @@ def standby_crash(lab: list[str], mode: str) -> Scenario:
             ),
             Phase("prepare: writer commits numbered rows", ansible_playbook("lab/rpo_writer.yml"), "prepare"),
             Phase("disaster: prod killed (SIGKILL) mid-stream", ["podman", "kill", "drlab-prod"], "disaster"),
+            # The whole server is down, so the fence cannot reach it: the operator confirms it (it fails closed).
             Phase(
-                "failover to the standby",
+                "failover to the standby (old server confirmed down)",
                 ansible_playbook(
-                    "playbooks/failover.yml", "-e", "failover_target=standby", "-e", "failover_confirm=prod"
+                    "playbooks/failover.yml",
+                    "-e",
+                    "failover_target=standby",
+                    "-e",
+                    "failover_confirm=prod",
+                    "-e",
+                    "fence_unreachable_confirmed=true",
                 ),
                 detail=newest_failover_record,
             ),

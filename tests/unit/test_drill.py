@@ -81,3 +81,22 @@ def test_rows_lost_are_the_acknowledged_numbers_not_on_the_new_primary():
     assert rpo.compare({1, 2, 3, 4}, {1, 2, 9}) == {"acked": 4, "present": 2, "lost": 2, "lost_numbers": [3, 4]}
     # the table itself was never archived: every acknowledged row is lost
     assert rpo.compare({1, 2}, set())["lost"] == 2
+
+
+def test_a_failover_after_the_whole_server_went_down_confirms_it_down():
+    """The fence fails closed: an old server that does not answer stops the failover unless the operator confirms it
+    is down. Where a drill's disaster takes the whole server away (podman kill / rm of drlab-prod), its failover must
+    say so, or the drill fails at the fence (as the standby drills did once the fence stopped failing open)."""
+    whole_server_gone = []
+    for scenario in drill.scenarios().values():
+        disaster = [p for p in scenario.phases if p.kind == "disaster"]
+        failovers = [p for p in scenario.phases if "playbooks/failover.yml" in p.command]
+        if failovers and any(
+            p.command[:2] in (["podman", "kill"], ["podman", "rm"]) and "drlab-prod" in p.command for p in disaster
+        ):
+            whole_server_gone.append(scenario.name)
+            for p in failovers:
+                assert "fence_unreachable_confirmed=true" in p.command, scenario.name
+    assert {"primary_crash_with_standby", "primary_crash_with_sync_standby", "datacenter_outage"} <= set(
+        whole_server_gone
+    )
