@@ -4,7 +4,9 @@
 #   nothing installed), resolves every package the lab needs, netavark, aardvark-dns and iptables among them, and
 #   never CNI's plugins;
 # - lab/bin/preflight refuses a podman set up the ways that broke the lab before (crun, CNI, no explicit ulimits),
-#   in one FAIL line each that names the fix, and passes with lab/containers.conf.
+#   in one FAIL line each that names the fix, and passes with lab/containers.conf;
+# - a container of ours whose processes were killed behind podman's back (as when a machine's processes are killed or
+#   it is restored from a snapshot with /run kept) is cleared by lab/bin/preflight, so make lab can recreate it.
 #   make images && tests/lab/test_host_setup.sh
 # Prints one line per check ("ok   ..." or "FAIL ..."), then "N passed, M failed"; exits non-zero on any failure.
 set -euo pipefail
@@ -80,6 +82,23 @@ if podman network ls --format '{{.Name}}' | grep -q '^drlab-preflight-'; then
 else
   ok "preflight leaves no throwaway network or container behind"
 fi
+
+# ------------------------------------------------------------ a container whose processes are gone, podman unaware
+stale=drlab-preflight-stale-$$
+podman run --detach --name "$stale" --label drlab=preflight-test "$rootfs" sleep 600 >/dev/null
+read -r init_pid conmon_pid <<<"$(podman inspect "$stale" --format '{{.State.Pid}} {{.State.ConmonPid}}')"
+# conmon first: with it gone nobody tells podman that the container exited.
+kill -KILL "$conmon_pid" "$init_pid"
+sleep 1
+if podman exec "$stale" true >/dev/null 2>&1; then
+  fail "the stale container could still be exec'd into: the test did not make the state it means to"
+elif out=$(lab/bin/preflight 2>&1) && grep -q "^ok   removed $stale: podman recorded" <<<"$out" \
+    && ! podman container exists "$stale"; then
+  ok "preflight removes a lab container that podman records as running while its processes are gone"
+else
+  fail "preflight did not clear the stale container $stale: $(grep "$stale\|^FAIL" <<<"$out" | head -1)"
+fi
+podman rm --force --time 0 "$stale" >/dev/null 2>&1 || true
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

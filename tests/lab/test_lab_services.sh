@@ -50,7 +50,18 @@ ip_of() { podman inspect "$1" --format '{{range .NetworkSettings.Networks}}{{.IP
 tcp_open() {
   "$PYTHON" -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()' "$@"
 }
-wait_booted() { podman exec "$1" systemctl is-system-running --wait >/dev/null 2>&1 || true; }
+# wait_booted CONTAINER [UNIT]: systemd has finished booting (right after a restart it may have no bus yet: ask
+# again), and UNIT is active (Type=notify: its port is open). Up to 60 s; the checks after it say what is missing.
+wait_booted() {
+  local state=""
+  for _ in $(seq 60); do
+    state=$(podman exec "$1" systemctl is-system-running --wait 2>/dev/null || true)
+    if [[ $state == running || $state == degraded ]] && { [ -z "${2:-}" ] || podman exec "$1" systemctl is-active --quiet "$2"; }; then
+      return 0
+    fi
+    sleep 1
+  done
+}
 
 cat >"$work/s3checks.py" <<'PY'
 import base64
@@ -685,7 +696,7 @@ tally "s3 names" "$out" "$rc"
 s3 api
 s3 write
 check "podman restart drlab-offsite" podman restart $S3
-wait_booted $S3
+wait_booted $S3 drlab-offsite-s3.service
 s3 "verify:podman restart drlab-offsite"
 check "systemctl restart drlab-offsite-s3 (returns once the port is open: Type=notify)" \
   podman exec $S3 systemctl restart drlab-offsite-s3.service
@@ -800,7 +811,7 @@ by_name() {
 check "drlab-offsite reaches drlab-dns by name: query, then signed update to $new3" by_name
 
 check "podman restart drlab-dns" podman restart $DNS
-wait_booted $DNS
+wait_booted $DNS named.service
 check "bot.drlab.test is still $new3 after podman restart drlab-dns" wait_dig "$new3"
 check "nsupdate after the restart sets $new1" nsup "$new1" -y "$KEY"
 check "systemctl restart named" podman exec $DNS systemctl restart named.service
