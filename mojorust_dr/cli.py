@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:20} {s.plan_section:14} {s.title}")
         return 0
     names = list(drill.scenarios()) if args.all else args.scenario
+    # The lab's podman settings (runc, explicit ulimits, netavark): make exports them; run directly, the drill's
+    # containers would otherwise fail with "error setting rlimit ... operation not permitted".
+    os.environ.setdefault("CONTAINERS_CONF", str(drill.ROOT / "lab" / "containers.conf"))
     telegram = None
     if args.telegram == "lab":
         telegram = drill.lab_telegram()

@@ -3,6 +3,7 @@ verified (the failover's first backup on the new host) counts only up to that mo
 
 from __future__ import annotations
 
+import os
 import sys
 
 from mojorust_dr import drill
@@ -100,3 +101,18 @@ def test_a_failover_after_the_whole_server_went_down_confirms_it_down():
     assert {"primary_crash_with_standby", "primary_crash_with_sync_standby", "datacenter_outage"} <= set(
         whole_server_gone
     )
+
+
+def test_run_directly_the_drill_uses_the_labs_podman_settings(monkeypatch, tmp_path):
+    """`mojorust-dr drill` outside make still gets lab/containers.conf (else every container fails on rlimits)."""
+    from mojorust_dr import cli
+
+    seen = {}
+    monkeypatch.setenv("CONTAINERS_CONF", "set")  # so that monkeypatch restores the caller's value afterwards
+    monkeypatch.delenv("CONTAINERS_CONF")
+    monkeypatch.setattr(
+        drill, "run", lambda names, reports, telegram: seen.setdefault("conf", os.environ.get("CONTAINERS_CONF")) and 0
+    )
+    cli.main(["drill", "--scenario", "fresh_deploy", "--reports", str(tmp_path)])
+    assert seen["conf"] == str(drill.ROOT / "lab" / "containers.conf")
+    assert (drill.ROOT / "lab" / "containers.conf").is_file()
