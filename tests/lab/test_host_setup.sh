@@ -89,7 +89,7 @@ podman run --detach --name "$stale" --label drlab=preflight-test "$rootfs" sleep
 read -r init_pid conmon_pid <<<"$(podman inspect "$stale" --format '{{.State.Pid}} {{.State.ConmonPid}}')"
 # conmon first: with it gone nobody tells podman that the container exited.
 kill -KILL "$conmon_pid" "$init_pid"
-sleep 1
+sleep 0.5  # dead, perhaps not reaped: preflight counts a zombie as gone
 if podman exec "$stale" true >/dev/null 2>&1; then
   fail "the stale container could still be exec'd into: the test did not make the state it means to"
 elif out=$(lab/bin/preflight 2>&1) && grep -q "^ok   removed $stale: podman recorded" <<<"$out" \
