@@ -108,11 +108,14 @@ def test_run_directly_the_drill_uses_the_labs_podman_settings(monkeypatch, tmp_p
     from mojorust_dr import cli
 
     seen = {}
+
+    def run(names, reports, telegram):
+        seen["conf"] = os.environ.get("CONTAINERS_CONF")
+        return 0
+
     monkeypatch.setenv("CONTAINERS_CONF", "set")  # so that monkeypatch restores the caller's value afterwards
     monkeypatch.delenv("CONTAINERS_CONF")
-    monkeypatch.setattr(
-        drill, "run", lambda names, reports, telegram: seen.setdefault("conf", os.environ.get("CONTAINERS_CONF")) and 0
-    )
-    cli.main(["drill", "--scenario", "fresh_deploy", "--reports", str(tmp_path)])
+    monkeypatch.setattr(drill, "run", run)
+    assert cli.main(["drill", "--scenario", "fresh_deploy", "--reports", str(tmp_path)]) == 0
     assert seen["conf"] == str(drill.ROOT / "lab" / "containers.conf")
     assert (drill.ROOT / "lab" / "containers.conf").is_file()
