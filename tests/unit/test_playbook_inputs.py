@@ -116,3 +116,24 @@ def test_failover_needs_the_one_old_server_named(tmp_path, bot_hosts, extra, exp
     assert expected in " ".join(out.split()), out
     assert "Nothing was changed" in out
     assert "FENCE" not in out.split("fatal")[0], "nothing may be fenced before the old server is named"
+
+
+def test_failover_target_the_dispatcher_cannot_see_stops_the_run(tmp_path):
+    """failover.yml picks its path when it is read, from the command line only: failover_target given in an import's
+    vars (or the inventory) cannot choose, so a value naming the other path stops the run before anything is fenced,
+    and says how to give it."""
+    play = FAILOVER_INPUTS.format(root=ROOT) + "  vars:\n    failover_target: standby\n"
+    result = run(tmp_path, play, *BUCKET[2:], "-e", "failover_confirm=localhost")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "-e failover_target=standby, or run playbooks/failover_standby.yml" in out, out
+    assert "FENCE" not in out.split("fatal")[0]
+
+
+def test_each_failover_path_refuses_the_other_paths_target(tmp_path):
+    play = f"- name: fresh\n  ansible.builtin.import_playbook: {ROOT}/playbooks/failover_fresh.yml\n"
+    result = run(tmp_path, play, *BUCKET[2:], "-e", "failover_confirm=localhost", "-e", "failover_target=standby")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "This run takes the fresh path (playbooks/failover_fresh.yml)" in out, out
+    assert "Nothing was changed" in out
