@@ -137,3 +137,21 @@ def test_each_failover_path_refuses_the_other_paths_target(tmp_path):
     assert result.returncode != 0
     assert "This run takes the fresh path (playbooks/failover_fresh.yml)" in out, out
     assert "Nothing was changed" in out
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "expected"),
+    [
+        ("fresh", BUCKET[2:], "holds 0 (none)"),
+        ("standby", [], "needs a host in group standby_servers"),
+    ],
+)
+def test_each_failover_path_runs_on_its_own_without_failover_target(tmp_path, path, extra, expected):
+    """Run directly (or imported, as breach.yml and Molecule do), a path playbook needs no failover_target: its
+    checks run to the first input that is missing."""
+    play = f"- name: {path}\n  ansible.builtin.import_playbook: {ROOT}/playbooks/failover_{path}.yml\n"
+    result = run(tmp_path, play, *extra, "-e", "failover_confirm=localhost")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert expected in out, out
+    assert "is undefined" not in out
