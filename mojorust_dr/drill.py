@@ -105,15 +105,29 @@ def psql_on(container: str, sql: str) -> str:
     return subprocess.run([*command, "-c", sql], capture_output=True, text=True, check=True).stdout
 
 
-def rows_lost_on(container: str, rate: float = 100.0) -> Callable[[], tuple[float, dict]]:
-    """RPO measured: acknowledged writer rows (reports/rpo-acked.txt) missing on the new primary, in rows and in
-    seconds of writing at the writer's rate. Read on the host itself (a restored cluster may not listen yet); a
-    table that is not there at all means every row is lost."""
+def newest_fresh_host() -> str:
+    """The container the last failover to a fresh host provisioned (label drlab=fresh), newest first."""
+    listed = subprocess.run(
+        ["podman", "ps", "--all", "--filter", "label=drlab=fresh", "--sort", "created", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not listed:
+        raise RuntimeError("no container labelled drlab=fresh: the failover provisioned no host")
+    return listed[-1]
+
+
+def rows_lost_on(container: str | Callable[[], str], rate: float = 100.0) -> Callable[[], tuple[float, dict]]:
+    """RPO measured: acknowledged writer rows (reports/rpo-acked.txt) missing on the new primary (a container, or
+    a function naming it once the recovery ran), in rows and in seconds of writing at the writer's rate. Read on the
+    host itself (a restored cluster may not listen yet); a table that is not there at all means every row is lost."""
 
     def measure() -> tuple[float, dict]:
+        host = container() if callable(container) else container
         present: set[int] = set()
-        if psql_on(container, f"SELECT to_regclass('{rpo.TABLE}')").strip():
-            present = {int(n) for n in psql_on(container, f"SELECT n FROM {rpo.TABLE}").split()}
+        if psql_on(host, f"SELECT to_regclass('{rpo.TABLE}')").strip():
+            present = {int(n) for n in psql_on(host, f"SELECT n FROM {rpo.TABLE}").split()}
         detail = rpo.compare(rpo.read_acked(str(ROOT / "reports/rpo-acked.txt")), present)
         return round(detail["lost"] / rate, 2), detail
 
@@ -251,6 +265,17 @@ def scenarios() -> dict[str, Scenario]:
         ansible_playbook("playbooks/wal_archive.yml", "-e", "wal_archive_hosts=tradingbot"),
         "prepare",
     )
+    # WAL archived while a writer commits numbered rows for longer than one archive_timeout (60 s): the loss must
+    # stay within it, not the whole run (rows_lost_on counts it after the recovery).
+    archiving_while_writing = [
+        wal_archive,
+        Phase(
+            "prepare: writer commits numbered rows",
+            ansible_playbook("lab/rpo_writer.yml", "-e", "rpo_writer_hosts=tradingbot"),
+            "prepare",
+        ),
+        Phase("prepare: the writer goes on for 70 s", ["sleep", "70"], "prepare"),
+    ]
     # The failover drills start from a running bot server whose newest set is off-site, with no failover host left
     # from an earlier run; prod is rebuilt from the provisioned image (the state vps_setup leaves) when fenced or gone.
     failover_prepare = [
@@ -379,14 +404,7 @@ def scenarios() -> dict[str, Scenario]:
                 title="Database lost, no standby: point-in-time recovery to the end of the WAL archive",
                 plan_section="2.2 (PITR, latest)",
                 phases=[
-                    wal_archive,
-                    Phase(
-                        "prepare: writer commits numbered rows",
-                        ansible_playbook("lab/rpo_writer.yml", "-e", "rpo_writer_hosts=tradingbot"),
-                        "prepare",
-                    ),
-                    # Longer than one archive_timeout (60 s): the loss must stay within it, not the whole run.
-                    Phase("prepare: the writer goes on for 70 s", ["sleep", "70"], "prepare"),
+                    *archiving_while_writing,
                     Phase(
                         "disaster: PostgreSQL killed (SIGKILL), its data directory lost",
                         in_prod("systemctl kill --signal=KILL postgresql@15-main; rm -rf /var/lib/postgresql/15/main"),
@@ -421,17 +439,23 @@ def scenarios() -> dict[str, Scenario]:
                 ],
                 rpo=newest_offsite_age,
             ),
+            # The lost server archived WAL off-site: the new host replays it past the set, so the loss is what was
+            # not archived yet (at most archive_timeout), not everything since the set. Prod is made from the bare
+            # image here, so its cluster (and WAL archive) is its own, not the provisioned image's of earlier runs.
             Scenario(
                 name="datacenter_outage",
-                title="Data-center outage: prod gone entirely; failover to a fresh host",
+                title="Data-center outage: prod gone entirely; failover to a fresh host, WAL replayed from the bucket",
                 plan_section="2.5",
                 phases=[
-                    *failover_prepare,
+                    failover_prepare[0],
+                    Phase("prepare: prod up (bare; a cluster of its own)", lab, "prepare"),
+                    *failover_prepare[2:],
+                    *archiving_while_writing,
                     Phase("disaster: prod removed, disk and all", ["podman", "rm", "-f", "drlab-prod"], "disaster"),
                     failover_confirmed,
                     at_dns_name,
                 ],
-                rpo=newest_offsite_age,
+                rpo_after=rows_lost_on(newest_fresh_host),
             ),
             Scenario(
                 name="key_compromise",

@@ -1067,8 +1067,13 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress, home: str)
         try:
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
-                snapshot, pg_version = cur.fetchone()
+                # The cluster's system identifier names its WAL archive: a new host recovers the lost server's
+                # cluster from exactly that archive (failover_fresh.yml), never from another cluster's.
+                cur.execute(
+                    "SELECT pg_export_snapshot(), current_setting('server_version'),"
+                    " (SELECT system_identifier FROM pg_control_system())::text"
+                )
+                snapshot, pg_version, system_id = cur.fetchone()
             progress(f"dumping {cfg.db_name} from snapshot {snapshot}")
             dump_result: dict = {}
             dumper = threading.Thread(
@@ -1093,7 +1098,7 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress, home: str)
             raise dump_result["error"]
         progress("packing files")
         files = _pack_files(_files_to_pack(cfg, now), os.path.join(partial, MEMBERS[2]), cfg, home)
-        manifest = _manifest(cfg, set_id, now, pg_version, dump_result, tables, files, env)
+        manifest = _manifest(cfg, set_id, now, pg_version, dump_result, tables, files, env, system_id)
         _encrypt_bytes(home, cfg.recipients, json.dumps(manifest, indent=2).encode(), os.path.join(partial, MEMBERS[0]))
         tar_path = os.path.join(partial, names["tar"])
         # The archive's sha256 is taken as it is written: no second read of it.
@@ -1211,7 +1216,7 @@ def git_head_commit(git_dir: str) -> str | None:
     return None
 
 
-def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env) -> dict:
+def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env, system_id=None) -> dict:
     commit = git_head_commit(os.path.join(cfg.bot_home, "config", ".git"))
     portfolio = None
     state = os.path.join(cfg.bot_home, "data", "portfolio_state.json")
@@ -1226,6 +1231,7 @@ def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env) -> dict:
         "postgresql_version": pg_version,
         "database": {
             "name": cfg.db_name,
+            "system_id": system_id,
             "format": "pg_dump custom, zstd",
             "size": dump["size"],
             "sha256": dump["sha256"],

@@ -86,7 +86,9 @@ engine_seconds:
   returned: part=database
   type: float
 manifest:
-  description: Id, creation time, portfolio value, key fingerprints and config commit from the manifest.
+  description:
+    - Id, creation time, portfolio value, key fingerprints and config commit from the manifest.
+    - database_system_id, the PostgreSQL cluster the set was made from (null in sets made before 0.2.0).
   returned: success
   type: dict
 checks:
@@ -147,6 +149,8 @@ def main() -> None:
             files = backupset.restore_files(opened, params["decrypt_home"], params["dest"])
         kept = ("id", "created_at", "host", "portfolio_value", "key_fingerprints", "config_git_commit")
         manifest = {k: found["manifest"].get(k) for k in kept}
+        # The PostgreSQL cluster the set was made from (its WAL archive's name); null in sets made before 0.2.0.
+        manifest["database_system_id"] = found["manifest"].get("database", {}).get("system_id")
         module.exit_json(changed=True, id=chosen.id, checks=checks, files=files, manifest=manifest)
     except backupset.BackupError as error:
         module.fail_json(msg=f"restore failed at {error.check}: {error.message}", failed_check=error.check)

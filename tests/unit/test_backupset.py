@@ -1113,6 +1113,9 @@ def test_restore_reads_exactly_what_was_verified(gpg_keys, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ create with a fake database
+SYSTEM_ID = "7443816265416052391"
+
+
 @pytest.fixture
 def fake_database(monkeypatch):
     """create_set against a stand-in PostgreSQL: a snapshot, the tables, and a dump of DB_BYTES."""
@@ -1128,7 +1131,7 @@ def fake_database(monkeypatch):
             pass
 
         def fetchone(self):
-            return ("00000003-1", "15.10")
+            return ("00000003-1", "15.10", SYSTEM_ID)
 
     class Conn:
         def set_session(self, **kwargs):
@@ -1158,6 +1161,17 @@ def test_create_set_signs_its_id_and_host_and_the_set_verifies(gpg_keys, tmp_pat
     checks = bs.verify_set(the_set, str(gpg_keys.host_home), [gpg_keys.host_fpr], str(gpg_keys.operator_home),
                            expected_host="unit-host")  # fmt: skip
     assert checks[2]["detail"] == f"signed by {gpg_keys.host_fpr} as set {summary['id']} of host unit-host"
+
+
+def test_create_set_names_the_cluster_whose_wal_archive_goes_with_it(gpg_keys, tmp_path, fake_database):
+    """The manifest records the PostgreSQL system identifier: a new host recovers exactly that cluster's WAL archive
+    after a failover (failover_fresh.yml), never another cluster's that happened to write later."""
+    cfg = make_cfg(gpg_keys, tmp_path)
+    _bot_home(cfg)
+    summary = bs.create_set(cfg, owner="unit")
+    with bs.OpenedSet(bs.resolve_set(cfg.backup_dir, summary["id"])) as opened:
+        manifest = bs.decrypt_manifest(opened, str(gpg_keys.operator_home))
+    assert manifest["database"]["system_id"] == SYSTEM_ID
 
 
 def test_create_set_is_on_disk_before_it_is_published(gpg_keys, tmp_path, fake_database, monkeypatch):

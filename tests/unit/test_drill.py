@@ -119,3 +119,26 @@ def test_run_directly_the_drill_uses_the_labs_podman_settings(monkeypatch, tmp_p
     assert cli.main(["drill", "--scenario", "fresh_deploy", "--reports", str(tmp_path)]) == 0
     assert seen["conf"] == str(drill.ROOT / "lab" / "containers.conf")
     assert (drill.ROOT / "lab" / "containers.conf").is_file()
+
+
+def test_the_datacenter_outage_drill_measures_the_rows_the_wal_replay_lost(monkeypatch):
+    """Issue 16: the lost server archived WAL and a writer committed rows until the disaster; the RPO is the
+    acknowledged rows missing on the host the failover provisioned (found once it exists), not the set's age."""
+    monkeypatch.setattr(drill, "newest_fresh_host", lambda: "drlab-fresh-1234")
+    scenario = drill.scenarios()["datacenter_outage"]
+    commands = [" ".join(p.command) for p in scenario.phases]
+    disaster = next(i for i, p in enumerate(scenario.phases) if p.kind == "disaster")
+    before = " ".join(commands[:disaster])
+    assert "playbooks/wal_archive.yml" in before and "lab/rpo_writer.yml" in before
+    assert "drlab_prod_image=localhost/drlab-provisioned" not in before, "prod's cluster must be its own"
+    asked = []
+
+    def psql_on(container, sql):
+        asked.append(container)
+        return "rpo_probe\n" if "to_regclass" in sql else "1\n2\n3\n"
+
+    monkeypatch.setattr(drill, "psql_on", psql_on)
+    monkeypatch.setattr(drill.rpo, "read_acked", lambda path: {1, 2, 3, 4, 5})
+    seconds, detail = scenario.rpo_after()
+    assert set(asked) == {"drlab-fresh-1234"}
+    assert detail["lost"] == 2 and seconds == 0.02
