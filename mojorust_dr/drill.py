@@ -106,7 +106,7 @@ def psql_on(container: str, sql: str) -> str:
 
 
 def newest_fresh_host() -> str:
-    """The container the last failover to a fresh host provisioned (label drlab=fresh), newest first."""
+    """The container the last failover to a fresh host provisioned (label drlab=fresh): podman sorts oldest first."""
     listed = subprocess.run(
         ["podman", "ps", "--all", "--filter", "label=drlab=fresh", "--sort", "created", "--format", "{{.Names}}"],
         capture_output=True,
@@ -451,7 +451,12 @@ def scenarios() -> dict[str, Scenario]:
                     Phase("prepare: prod up (bare; a cluster of its own)", lab, "prepare"),
                     *failover_prepare[2:],
                     *archiving_while_writing,
-                    Phase("disaster: prod removed, disk and all", ["podman", "rm", "-f", "drlab-prod"], "disaster"),
+                    # SIGKILL, as a power loss: a clean stop would let PostgreSQL archive its last segment.
+                    Phase(
+                        "disaster: prod killed and removed, disk and all",
+                        ["podman", "rm", "--force", "--time", "0", "drlab-prod"],
+                        "disaster",
+                    ),
                     failover_confirmed,
                     at_dns_name,
                 ],

@@ -61,10 +61,10 @@ def host(tmp_path: Path):
         data, recovered, replaced = live, beside, root / "main_before_x"
         log = tmp_path / "systemctl.log"
 
-        def run(self, **env) -> subprocess.CompletedProcess:
+        def run(self, *extra: str, **env) -> subprocess.CompletedProcess:
             environ = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_LOG=str(self.log), **env)
             argv = [str(SWAP), str(self.data), str(self.recovered), str(self.replaced), "postgresql@15-main",
-                    "mojorust-pitr-beside", "trading-bot", "trading_db"]  # fmt: skip
+                    "mojorust-pitr-beside", "trading-bot", "trading_db", *extra]  # fmt: skip
             # as over SSH: the signals at their defaults (a shell started under nohup, or a CI runner that ignores
             # SIGHUP, cannot trap a signal ignored on entry, and the signal test would prove nothing there)
             return subprocess.run(argv, capture_output=True, text=True, env=environ, preexec_fn=default_signals)
@@ -164,3 +164,13 @@ def test_a_signal_in_the_middle_rolls_back_like_a_failure(host, tmp_path, signal
     assert marker(host.data) == "live"
     assert marker(host.recovered) == "recovered"
     assert host.calls()[-2:] == ["systemctl start postgresql@15-main", "systemctl start trading-bot"]
+
+
+def test_a_new_hosts_failed_swap_leaves_its_bot_stopped(host):
+    """failover_fresh.yml: the live cluster of a new host is empty; a rolled-back swap must not start the bot (with
+    the restored wallet) on it: the failover falls back to the set instead."""
+    result = host.run("no", FAKE_READY="no")
+    assert result.returncode == 1
+    assert marker(host.data) == "live"
+    assert "systemctl start trading-bot" not in host.calls()
+    assert "the bot (trading-bot) was left stopped" in result.stderr

@@ -155,3 +155,13 @@ def test_each_failover_path_runs_on_its_own_without_failover_target(tmp_path, pa
     assert result.returncode != 0
     assert expected in out, out
     assert "is undefined" not in out
+
+
+def test_failover_without_a_target_takes_the_fresh_path(tmp_path):
+    """failover_target defaults to fresh: without it, failover.yml runs failover_fresh.yml's checks (before, the
+    dispatcher's own check failed on the undefined name)."""
+    result = run(tmp_path, FAILOVER_INPUTS.format(root=ROOT), *BUCKET[2:], "-e", "failover_confirm=localhost")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "FAILOVER TO A NEW HOST" in out and "holds 0 (none)" in out, out
+    assert "is undefined" not in out
