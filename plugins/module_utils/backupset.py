@@ -1068,12 +1068,14 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress, home: str)
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with conn.cursor() as cur:
                 # The cluster's system identifier names its WAL archive: a new host recovers the lost server's
-                # cluster from exactly that archive (failover_fresh.yml), never from another cluster's.
+                # cluster from exactly that archive (failover_fresh.yml), never from another cluster's, and its
+                # replay must reach the WAL position of the snapshot (the set's moment).
                 cur.execute(
                     "SELECT pg_export_snapshot(), current_setting('server_version'),"
-                    " (SELECT system_identifier FROM pg_control_system())::text"
+                    " (SELECT system_identifier FROM pg_control_system())::text,"
+                    " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text"
                 )
-                snapshot, pg_version, system_id = cur.fetchone()
+                snapshot, pg_version, system_id, wal_lsn = cur.fetchone()
             progress(f"dumping {cfg.db_name} from snapshot {snapshot}")
             dump_result: dict = {}
             dumper = threading.Thread(
@@ -1098,7 +1100,7 @@ def _create_locked(cfg: Config, set_id: str, now: datetime, progress, home: str)
             raise dump_result["error"]
         progress("packing files")
         files = _pack_files(_files_to_pack(cfg, now), os.path.join(partial, MEMBERS[2]), cfg, home)
-        manifest = _manifest(cfg, set_id, now, pg_version, dump_result, tables, files, env, system_id)
+        manifest = _manifest(cfg, set_id, now, pg_version, dump_result, tables, files, env, (system_id, wal_lsn))
         _encrypt_bytes(home, cfg.recipients, json.dumps(manifest, indent=2).encode(), os.path.join(partial, MEMBERS[0]))
         tar_path = os.path.join(partial, names["tar"])
         # The archive's sha256 is taken as it is written: no second read of it.
@@ -1216,7 +1218,7 @@ def git_head_commit(git_dir: str) -> str | None:
     return None
 
 
-def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env, system_id=None) -> dict:
+def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env, cluster=(None, None)) -> dict:
     commit = git_head_commit(os.path.join(cfg.bot_home, "config", ".git"))
     portfolio = None
     state = os.path.join(cfg.bot_home, "data", "portfolio_state.json")
@@ -1231,7 +1233,8 @@ def _manifest(cfg, set_id, now, pg_version, dump, tables, files, env, system_id=
         "postgresql_version": pg_version,
         "database": {
             "name": cfg.db_name,
-            "system_id": system_id,
+            "system_id": cluster[0],
+            "wal_lsn": cluster[1],
             "format": "pg_dump custom, zstd",
             "size": dump["size"],
             "sha256": dump["sha256"],

@@ -88,7 +88,8 @@ engine_seconds:
 manifest:
   description:
     - Id, creation time, portfolio value, key fingerprints and config commit from the manifest.
-    - database_system_id, the PostgreSQL cluster the set was made from (null in sets made before 0.2.0).
+    - database_system_id and database_wal_lsn, the PostgreSQL cluster the set was made from and the WAL position of
+      its snapshot (null in sets made before 0.2.0).
   returned: success
   type: dict
 checks:
@@ -149,8 +150,11 @@ def main() -> None:
             files = backupset.restore_files(opened, params["decrypt_home"], params["dest"])
         kept = ("id", "created_at", "host", "portfolio_value", "key_fingerprints", "config_git_commit")
         manifest = {k: found["manifest"].get(k) for k in kept}
-        # The PostgreSQL cluster the set was made from (its WAL archive's name); null in sets made before 0.2.0.
-        manifest["database_system_id"] = found["manifest"].get("database", {}).get("system_id")
+        # The PostgreSQL cluster the set was made from (its WAL archive's name) and the WAL position of its snapshot;
+        # null in sets made before 0.2.0.
+        database = found["manifest"].get("database", {})
+        manifest["database_system_id"] = database.get("system_id")
+        manifest["database_wal_lsn"] = database.get("wal_lsn")
         module.exit_json(changed=True, id=chosen.id, checks=checks, files=files, manifest=manifest)
     except backupset.BackupError as error:
         module.fail_json(msg=f"restore failed at {error.check}: {error.message}", failed_check=error.check)

@@ -1131,7 +1131,7 @@ def fake_database(monkeypatch):
             pass
 
         def fetchone(self):
-            return ("00000003-1", "15.10", SYSTEM_ID)
+            return ("00000003-1", "15.10", SYSTEM_ID, "0/3000060")
 
     class Conn:
         def set_session(self, **kwargs):
@@ -1172,6 +1172,7 @@ def test_create_set_names_the_cluster_whose_wal_archive_goes_with_it(gpg_keys, t
     with bs.OpenedSet(bs.resolve_set(cfg.backup_dir, summary["id"])) as opened:
         manifest = bs.decrypt_manifest(opened, str(gpg_keys.operator_home))
     assert manifest["database"]["system_id"] == SYSTEM_ID
+    assert manifest["database"]["wal_lsn"] == "0/3000060"
 
 
 def test_create_set_is_on_disk_before_it_is_published(gpg_keys, tmp_path, fake_database, monkeypatch):
