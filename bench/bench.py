@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collections"))  # this clone as mojorust.dr
 
 import benchlib
-from ansible_collections.mojorust.dr.plugins.module_utils.backupset import (
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.pgstats import (
     TABLE_CHECKSUM_DEFAULT,
     TABLE_CHECKSUM_SQL,
 )

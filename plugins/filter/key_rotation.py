@@ -3,7 +3,7 @@ key of a solana-keygen keypair."""
 
 from __future__ import annotations
 
-from ansible_collections.mojorust.dr.plugins.modules.solana_wallet import b58encode
+from ansible_collections.mojorust.dr.plugins.module_utils.wallet import keypair_pubkey
 
 
 def revocation_step(result: dict) -> dict:
@@ -87,11 +87,6 @@ def unchanged_secrets(new: dict, current: dict) -> list:
     return sorted(name for name, value in new.items() if current.get(name) == value)
 
 
-def wallet_pubkey(keypair: list) -> str:
-    """Base58 public key of a solana-keygen keypair (its last 32 numbers)."""
-    return b58encode(bytes(keypair[32:64]))
-
-
 class FilterModule:
     def filters(self) -> dict:
         return {
@@ -99,5 +94,5 @@ class FilterModule:
             "manual_step": manual_step,
             "unchanged_secrets": unchanged_secrets,
             "wallet_steps": wallet_steps,
-            "wallet_pubkey": wallet_pubkey,
+            "wallet_pubkey": keypair_pubkey,
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import BackupError, Config
 
 CONFIG_OPTIONS = {
     "config_file": {"type": "path", "default": "/etc/mojorust-backup/config.json"},
@@ -22,12 +22,12 @@ def load_settings(module, overrides: dict | None = None) -> dict:
         module.fail_json(msg=f"cannot read the backup settings {path} ({error}); run playbooks/backup.yml first")
     data.update(overrides or {})
     try:
-        backupset.Config.from_dict(data)
-    except backupset.BackupError as error:
+        Config.from_dict(data)
+    except BackupError as error:
         module.fail_json(msg=str(error))
     return data
 
 
-def load_config(module, overrides: dict | None = None) -> backupset.Config:
+def load_config(module, overrides: dict | None = None) -> Config:
     """The settings as a Config (see load_settings)."""
-    return backupset.Config.from_dict(load_settings(module, overrides))
+    return Config.from_dict(load_settings(module, overrides))

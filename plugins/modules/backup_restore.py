@@ -105,7 +105,11 @@ files:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import BackupError, read_env
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.gpg import keyring
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.restore import restore_database, restore_files
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.sets import resolve_set
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.verify import OpenedSet, verify_set
 from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_config
 
 
@@ -129,25 +133,25 @@ def main() -> None:
     if params["part"] == "database" and params["target_db"] == cfg.db_name:
         module.fail_json(msg=f"target_db must be a new database, not the live {cfg.db_name}: restores go beside it")
     try:
-        chosen = backupset.resolve_set(cfg.backup_dir, params["backup_id"])
+        chosen = resolve_set(cfg.backup_dir, params["backup_id"])
         if module.check_mode:
             module.exit_json(changed=True, id=chosen.id)
         signers = params["signers"] or [cfg.signing_key]
-        with backupset.OpenedSet(chosen) as opened:
+        with OpenedSet(chosen) as opened:
             # The checks that need no pass over the dump; the database restore checks the dump on its way in.
-            with backupset.keyring(cfg.trusted_keys_dir) as trusted:
+            with keyring(cfg.trusted_keys_dir) as trusted:
                 found: dict = {}
-                checks = backupset.verify_set(
+                checks = verify_set(
                     opened, trusted, signers, params["decrypt_home"], found=found, check_database=False,
                     expected_host=params["expected_host"],
                 )  # fmt: skip
             if params["part"] == "database":
-                password = backupset.read_env(cfg.env_file).get("DB_PASSWORD", "")
-                result = backupset.restore_database(
+                password = read_env(cfg.env_file).get("DB_PASSWORD", "")
+                result = restore_database(
                     opened, params["decrypt_home"], cfg, password, params["target_db"], params["jobs"]
                 )
                 module.exit_json(changed=True, checks=checks, **result)
-            files = backupset.restore_files(opened, params["decrypt_home"], params["dest"])
+            files = restore_files(opened, params["decrypt_home"], params["dest"])
         kept = ("id", "created_at", "host", "portfolio_value", "key_fingerprints", "config_git_commit")
         manifest = {k: found["manifest"].get(k) for k in kept}
         # The PostgreSQL cluster the set was made from (its WAL archive's name) and the WAL position of its snapshot;
@@ -156,7 +160,7 @@ def main() -> None:
         manifest["database_system_id"] = database.get("system_id")
         manifest["database_wal_lsn"] = database.get("wal_lsn")
         module.exit_json(changed=True, id=chosen.id, checks=checks, files=files, manifest=manifest)
-    except backupset.BackupError as error:
+    except BackupError as error:
         module.fail_json(msg=f"restore failed at {error.check}: {error.message}", failed_check=error.check)
 
 

@@ -65,7 +65,8 @@ id:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import BackupError
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.sets import list_sets, resolve_set, set_info_dict
 from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_config
 
 
@@ -75,12 +76,12 @@ def main() -> None:
         supports_check_mode=True,
     )
     cfg = load_config(module, module.params["settings"])
-    listed = [backupset.set_info_dict(s) for s in backupset.list_sets(cfg.backup_dir)]
+    listed = [set_info_dict(s) for s in list_sets(cfg.backup_dir)]
     try:
-        chosen = backupset.resolve_set(cfg.backup_dir, module.params["backup_id"], module.params["before"])
-    except backupset.BackupError as error:
+        chosen = resolve_set(cfg.backup_dir, module.params["backup_id"], module.params["before"])
+    except BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check, sets=listed)
-    module.exit_json(changed=False, sets=listed, chosen=backupset.set_info_dict(chosen), id=chosen.id)
+    module.exit_json(changed=False, sets=listed, chosen=set_info_dict(chosen), id=chosen.id)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,11 @@ import os
 from datetime import UTC, datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import BackupError
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.gpg import keyring
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.sets import resolve_set, set_info_dict
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.status import write_status
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.verify import verify_set
 from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import CONFIG_OPTIONS, load_config
 
 
@@ -109,7 +113,7 @@ def record_result(module, cfg, set_id: str, result: str) -> None:
         return
     try:
         now = datetime.now(UTC).replace(microsecond=0).isoformat()
-        backupset._write_status(cfg, {"verify_last_at": now, "verify_last_id": set_id, "verify_last_result": result})
+        write_status(cfg, {"verify_last_at": now, "verify_last_id": set_id, "verify_last_result": result})
     except OSError:
         pass
 
@@ -130,14 +134,14 @@ def main() -> None:
     cfg = load_config(module, module.params["settings"])
     signers = module.params["signers"] or [cfg.signing_key]
     try:
-        chosen = backupset.resolve_set(cfg.backup_dir, module.params["backup_id"])
-    except backupset.BackupError as error:
+        chosen = resolve_set(cfg.backup_dir, module.params["backup_id"])
+    except BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check, checks=[])
     checks: list[dict] = []
     found: dict = {}
     try:
-        with backupset.keyring(cfg.trusted_keys_dir) as trusted:
-            backupset.verify_set(
+        with keyring(cfg.trusted_keys_dir) as trusted:
+            verify_set(
                 chosen,
                 trusted,
                 signers,
@@ -147,7 +151,7 @@ def main() -> None:
                 module.params["check_database"],
                 module.params["expected_host"],
             )
-    except backupset.BackupError as error:
+    except BackupError as error:
         record_result(module, cfg, chosen.id, f"{error.check}: {error.message}")
         marked = False
         if module.params["mark_bad"] and not module.check_mode:
@@ -163,7 +167,7 @@ def main() -> None:
         )
     record_result(module, cfg, chosen.id, "ok")
     module.exit_json(
-        changed=False, id=chosen.id, checks=checks, set=backupset.set_info_dict(chosen), manifest=found.get("manifest")
+        changed=False, id=chosen.id, checks=checks, set=set_info_dict(chosen), manifest=found.get("manifest")
     )
 
 

@@ -82,7 +82,7 @@ from datetime import UTC, datetime, timedelta
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
-from ansible_collections.mojorust.dr.plugins.module_utils.backupset import read_env
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import read_env
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:

@@ -62,7 +62,8 @@ drift:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import read_env
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.pgstats import probe_tables
 from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import load_config
 
 
@@ -89,8 +90,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     cfg = load_config(module)
-    password = backupset.read_env(cfg.env_file).get("DB_PASSWORD", "")
-    probe = backupset.probe_tables(cfg, password, sorted(module.params["expected"]))
+    password = read_env(cfg.env_file).get("DB_PASSWORD", "")
+    probe = probe_tables(cfg, password, sorted(module.params["expected"]))
     module.exit_json(changed=False, drift=drift(module.params["expected"], probe), **probe)
 
 

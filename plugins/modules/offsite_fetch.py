@@ -82,7 +82,11 @@ skipped:
 import contextlib
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
+from ansible_collections.mojorust.dr.plugins.module_utils.backup import offsite
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import BackupError, Config
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.gpg import keyring
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.hostdir import give_to_backup_user
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.verify import verify_set
 
 
 def main() -> None:
@@ -121,15 +125,15 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             check = None
             if p["signers"]:
-                trusted = stack.enter_context(backupset.keyring(p["trusted_keys"]))
+                trusted = stack.enter_context(keyring(p["trusted_keys"]))
 
                 def check(set_info):
-                    backupset.verify_set(set_info, trusted, p["signers"])
+                    verify_set(set_info, trusted, p["signers"])
 
             got, skipped = offsite.fetch_good_set(cfg, p["backup_id"], p["dest"], check=check)
         if p["owner"]:
-            backupset.give_to_backup_user(backupset.Config(backup_user=p["owner"]), got.path)
-    except backupset.BackupError as error:
+            give_to_backup_user(Config(backup_user=p["owner"]), got.path)
+    except BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check)
     except Exception as error:  # botocore: unreachable endpoint, denied access
         module.fail_json(msg=f"cannot read {cfg.where()}: {type(error).__name__}: {error}; check the endpoint and keys")

@@ -97,7 +97,9 @@ kept_by_object_lock:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
+from ansible_collections.mojorust.dr.plugins.module_utils.backup import offsite
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.config import BackupError
+from ansible_collections.mojorust.dr.plugins.module_utils.backup.sets import list_sets
 from ansible_collections.mojorust.dr.plugins.module_utils.backup_module import load_config
 
 
@@ -133,13 +135,13 @@ def main() -> None:
             remote = offsite.OffsiteConfig.from_dict({**json.load(handle), **module.params["settings"]})
     except OSError as error:
         module.fail_json(msg=f"cannot read the off-site settings ({error}); run playbooks/offsite.yml first")
-    except backupset.BackupError as error:
+    except BackupError as error:
         module.fail_json(msg=error.message, failed_check=error.check)
     progress: list[str] = []
     try:
         if module.check_mode:
             there = {s.id for s in offsite.remote_sets(offsite.client(remote), remote)}
-            missing = [s.id for s in backupset.list_sets(backup.backup_dir) if s.good and s.id not in there]
+            missing = [s.id for s in list_sets(backup.backup_dir) if s.good and s.id not in there]
             module.exit_json(changed=bool(missing), would_push=missing, remote_sets=sorted(there))
         bucket_changes = []
         if module.params["bucket"]:
@@ -154,7 +156,7 @@ def main() -> None:
             )
         result = offsite.push_all(remote, backup, progress=progress.append)
         result["bucket_changes"] = bucket_changes
-    except backupset.BackupError as error:
+    except BackupError as error:
         module.fail_json(
             msg=f"off-site push failed at {error.check}: {error.message}", failed_check=error.check, progress=progress
         )

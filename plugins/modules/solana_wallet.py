@@ -130,23 +130,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError
 from ansible.module_utils.urls import open_url
-from ansible_collections.mojorust.dr.plugins.module_utils.backupset import base58
+from ansible_collections.mojorust.dr.plugins.module_utils.wallet import b58decode, b58encode, keypair_pubkey
 
-ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 SYSTEM_PROGRAM = bytes(32)
 TRANSFER = 2  # SystemInstruction::Transfer
-# Base58 encoding is the one the backup sets use for the wallet's public key.
-b58encode = base58
-
-
-def b58decode(text: str) -> bytes:
-    number = 0
-    for char in text:
-        if char not in ALPHABET:
-            raise ValueError(f"{text!r} is not base58")
-        number = number * 58 + ALPHABET.index(char)
-    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
-    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
 
 
 def compact_u16(value: int) -> bytes:
@@ -290,7 +277,7 @@ def confirm(rpc: Rpc, signature: str, timeout: float, sleep=time.sleep, clock=ti
 def drain(params: dict, check_mode: bool) -> dict:
     """The transfer of state=transfer, as the module returns it (public data only)."""
     keypair = parse_keypair(params["keypair"])
-    payer = b58encode(bytes(keypair[32:64])) if len(keypair) == 64 else ""
+    payer = keypair_pubkey(keypair) if len(keypair) == 64 else ""
     result = {"pubkey": payer, "to": params["to"], "sent": False, "confirmed": False, "confirmation_status": "",
               "error": "", "signature": "", "lamports": 0}  # fmt: skip
     lamports, blockhash = params["lamports"], params["recent_blockhash"]

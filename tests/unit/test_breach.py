@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.mojorust.dr.plugins.filter import key_rotation as kr
+from ansible_collections.mojorust.dr.plugins.module_utils.wallet import b58encode
 from ansible_collections.mojorust.dr.plugins.modules import secret_sweep as sweep
 
 SECRET = {"name": "HELIUS_API_KEY", "provider": "Helius", "revoke": "manual", "how": "dashboard: delete it"}
@@ -30,13 +31,7 @@ def test_a_new_value_equal_to_the_stolen_one_is_named():
 
 def test_the_public_key_of_the_lab_wallet():
     keypair = list(range(64))
-    assert kr.wallet_pubkey(keypair) == sweep_b58(bytes(range(32, 64)))
-
-
-def sweep_b58(data: bytes) -> str:
-    from ansible_collections.mojorust.dr.plugins.modules.solana_wallet import b58encode
-
-    return b58encode(data)
+    assert kr.FilterModule().filters()["wallet_pubkey"](keypair) == b58encode(bytes(range(32, 64)))
 
 
 def test_the_sweep_finds_files_that_hold_a_value_and_names_the_secret(tmp_path):

@@ -188,27 +188,27 @@ def test_vault_update_refuses_a_key_that_is_not_there_unless_told():
 def test_a_rotated_out_signing_key_file_makes_every_keyring_refuse_its_signatures(tmp_path):
     """The signing key of a breached host: its public key with its revocation merged in, as the backup role puts it
     beside the trusted keys; a keyring built from that directory refuses what the key signed (REVKEYSIG)."""
-    from ansible_collections.mojorust.dr.plugins.module_utils import backupset as bs
+    from ansible_collections.mojorust.dr.plugins.module_utils.backup import config, gpg
     from ansible_collections.mojorust.dr.plugins.modules import gpg_key_file as gkf
 
-    gpg = gkf.Gpg()
+    signer = gkf.Gpg()
     try:
-        fpr, _secret, public, revocation = gkf.generate(gpg, "mojorust backup signing key (breached)")
+        fpr, _secret, public, revocation = gkf.generate(signer, "mojorust backup signing key (breached)")
         data = tmp_path / "data"
         data.write_bytes(b"a set's archive")
         sig = tmp_path / "data.sig"
-        signed = subprocess.run(bs.gpg_sign_command(gpg.home, fpr, str(sig), str(data), "20261126T010203Z", "prod"),
+        signed = subprocess.run(gpg.gpg_sign_command(signer.home, fpr, str(sig), str(data), "20261126T010203Z", "prod"),
                                 capture_output=True)  # fmt: skip
         assert signed.returncode == 0, signed.stderr
     finally:
-        gpg.close()
+        signer.close()
     trusted = tmp_path / "trusted"
     trusted.mkdir()
     (trusted / "prod.asc").write_bytes(public)
-    with bs.keyring(str(trusted)) as home:
-        good = subprocess.run([*bs.gpg_base(home), "--status-fd", "1", "--verify", str(sig), str(data)],
+    with gpg.keyring(str(trusted)) as home:
+        good = subprocess.run([*gpg.gpg_base(home), "--status-fd", "1", "--verify", str(sig), str(data)],
                               capture_output=True, text=True)  # fmt: skip
-        assert bs.parse_verify_status(good.stdout, [fpr]).fingerprint == fpr
+        assert gpg.parse_verify_status(good.stdout, [fpr]).fingerprint == fpr
     revoked = gkf.revoked_public_key(public.decode(), revocation.decode())
     checker = gkf.Gpg()
     try:
@@ -216,11 +216,11 @@ def test_a_rotated_out_signing_key_file_makes_every_keyring_refuse_its_signature
     finally:
         checker.close()
     (trusted / f"prod.{fpr}.revoked.asc").write_text(revoked)
-    with bs.keyring(str(trusted)) as home:
-        refused = subprocess.run([*bs.gpg_base(home), "--status-fd", "1", "--verify", str(sig), str(data)],
+    with gpg.keyring(str(trusted)) as home:
+        refused = subprocess.run([*gpg.gpg_base(home), "--status-fd", "1", "--verify", str(sig), str(data)],
                                  capture_output=True, text=True)  # fmt: skip
-        with pytest.raises(bs.BackupError, match="revoked"):
-            bs.parse_verify_status(refused.stdout, [fpr])
+        with pytest.raises(config.BackupError, match="revoked"):
+            gpg.parse_verify_status(refused.stdout, [fpr])
 
 
 def _gpg_key_file(tmp_path, **args) -> dict:

@@ -9,7 +9,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ansible_collections.mojorust.dr.plugins.module_utils import backupset, offsite
+from ansible_collections.mojorust.dr.plugins.module_utils.backup import config, offsite, sets
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 MIB = 1 << 20
@@ -156,16 +156,16 @@ class FakeS3:
         return Paginator()
 
 
-def write_set(backup_dir, set_id: str, size: int = 1000) -> backupset.SetInfo:
+def write_set(backup_dir, set_id: str, size: int = 1000) -> sets.SetInfo:
     path = os.path.join(backup_dir, set_id)
     os.makedirs(path)
-    names = backupset.set_files(set_id)
+    names = sets.set_files(set_id)
     with open(os.path.join(path, names["tar"]), "wb") as handle:
         handle.write(os.urandom(size))
     for kind in ("sha256", "sig", "summary"):
         with open(os.path.join(path, names[kind]), "w") as handle:
             handle.write(json.dumps({"id": set_id}) if kind == "summary" else kind)
-    return next(s for s in backupset.list_sets(backup_dir) if s.id == set_id)
+    return next(s for s in sets.list_sets(backup_dir) if s.id == set_id)
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_push_set_uploads_the_four_files_summary_last_and_verifies(tmp_path, cfg
     one = write_set(str(tmp_path), "20261125T020000Z")
     result = offsite.push_set(s3, cfg, one, lambda m: None)
     assert result["uploaded"][-1].endswith(".json")
-    assert sorted(s3.objects) == sorted(f"mojorust/{one.id}/{n}" for n in backupset.set_files(one.id).values())
+    assert sorted(s3.objects) == sorted(f"mojorust/{one.id}/{n}" for n in sets.set_files(one.id).values())
     # A second push uploads nothing: every object is there with the right checksum.
     assert offsite.push_set(s3, cfg, one, lambda m: None)["uploaded"] == []
 
@@ -202,7 +202,7 @@ def test_push_set_uploads_the_four_files_summary_last_and_verifies(tmp_path, cfg
 def test_an_interrupted_multipart_upload_is_resumed_keeping_good_parts(tmp_path, cfg):
     s3 = FakeS3()
     one = write_set(str(tmp_path), "20261125T020000Z", size=12 * MIB)
-    tar = os.path.join(one.path, backupset.set_files(one.id)["tar"])
+    tar = os.path.join(one.path, sets.set_files(one.id)["tar"])
     key = cfg.key(one.id, os.path.basename(tar))
     # An earlier run uploaded part 1 and died.
     upload_id = s3.create_multipart_upload(Bucket="b", Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
@@ -225,22 +225,22 @@ def test_an_interrupted_multipart_upload_is_resumed_keeping_good_parts(tmp_path,
 def test_push_all_retries_transient_errors_with_backoff(tmp_path, cfg, monkeypatch):
     s3 = FakeS3(fail_first=2)
     monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
-    backup = backupset.Config(backup_dir=str(tmp_path), alert_api_base="")
-    one = write_set(str(tmp_path), backupset.now_utc().strftime(backupset.ID_FORMAT))
+    backup = config.Config(backup_dir=str(tmp_path), alert_api_base="")
+    one = write_set(str(tmp_path), config.now_utc().strftime(sets.ID_FORMAT))
     waits = []
     result = offsite.push_all(cfg, backup, sleep=waits.append)
     assert waits == [1, 2]
     assert result["attempts"] == 3 and [p["id"] for p in result["pushed"]] == [one.id]
-    status = json.loads((tmp_path / ".status.json").read_text())
-    assert status["offsite_last_result"] == "ok" and status["offsite_newest_id"] == one.id
+    recorded = json.loads((tmp_path / ".status.json").read_text())
+    assert recorded["offsite_last_result"] == "ok" and recorded["offsite_newest_id"] == one.id
 
 
 def test_push_all_gives_up_clearly_and_keeps_everything(tmp_path, cfg, monkeypatch):
     s3 = FakeS3(fail_first=100)
     monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
-    backup = backupset.Config(backup_dir=str(tmp_path), alert_api_base="")
+    backup = config.Config(backup_dir=str(tmp_path), alert_api_base="")
     one = write_set(str(tmp_path), "20261125T020000Z")
-    with pytest.raises(backupset.BackupError) as failure:
+    with pytest.raises(config.BackupError) as failure:
         offsite.push_all(cfg, backup, sleep=lambda s: None)
     assert failure.value.check == "offsite"
     assert "after 3 attempt(s)" in failure.value.message
@@ -253,12 +253,12 @@ def test_push_all_applies_retention_with_a_floor(tmp_path, cfg, monkeypatch):
     s3 = FakeS3()
     monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
     now = datetime(2026, 11, 25, tzinfo=UTC)
-    backup = backupset.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
+    backup = config.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
     old_dir = tmp_path / "old"
-    old_ids = [(now - timedelta(days=age)).strftime(backupset.ID_FORMAT) for age in range(100, 110)]
+    old_ids = [(now - timedelta(days=age)).strftime(sets.ID_FORMAT) for age in range(100, 110)]
     for set_id in old_ids:
         offsite.push_set(s3, cfg, write_set(str(old_dir), set_id), lambda m: None)
-    newest = write_set(backup.backup_dir, now.strftime(backupset.ID_FORMAT))
+    newest = write_set(backup.backup_dir, now.strftime(sets.ID_FORMAT))
     result = offsite.push_all(cfg, backup, now=now, sleep=lambda s: None)
     # The new set plus the six newest old ones stay (floor 7); the other old ones (> 90 days) go.
     assert sorted(result["deleted"]) == sorted(old_ids[6:])
@@ -266,9 +266,9 @@ def test_push_all_applies_retention_with_a_floor(tmp_path, cfg, monkeypatch):
 
 
 def test_offsite_config_rejects_unknown_settings_and_needs_a_bucket():
-    with pytest.raises(backupset.BackupError, match="unknown off-site setting"):
+    with pytest.raises(config.BackupError, match="unknown off-site setting"):
         offsite.OffsiteConfig.from_dict({"bucket": "b", "endpoint": "typo"})
-    with pytest.raises(backupset.BackupError, match="no off-site bucket"):
+    with pytest.raises(config.BackupError, match="no off-site bucket"):
         offsite.OffsiteConfig.from_dict({"bucket": ""})
 
 
@@ -326,7 +326,7 @@ def test_fetch_latest_when_no_set_is_good_names_each_failure(tmp_path, cfg, monk
 
 # --------------------------------------------------------------------------------- versions and locks (issue 15)
 def _pushed_old_sets(s3, cfg, tmp_path, now, ages):
-    ids = [(now - timedelta(days=age)).strftime(backupset.ID_FORMAT) for age in ages]
+    ids = [(now - timedelta(days=age)).strftime(sets.ID_FORMAT) for age in ages]
     for set_id in ids:
         offsite.push_set(s3, cfg, write_set(str(tmp_path / "old"), set_id), lambda m: None)
     return ids
@@ -339,8 +339,8 @@ def test_retention_deletes_every_version_not_just_the_current_one(tmp_path, cfg,
     monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
     now = datetime(2026, 11, 25, tzinfo=UTC)
     old = _pushed_old_sets(s3, cfg, tmp_path, now, range(100, 108))
-    backup = backupset.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
-    write_set(backup.backup_dir, now.strftime(backupset.ID_FORMAT))
+    backup = config.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
+    write_set(backup.backup_dir, now.strftime(sets.ID_FORMAT))
     result = offsite.push_all(cfg, backup, now=now, sleep=lambda s: None)
     assert sorted(result["deleted"]) == sorted(old[6:]) and result["kept_by_object_lock"] == []
     for set_id in old[6:]:
@@ -353,8 +353,8 @@ def test_locked_versions_are_kept_and_reported(tmp_path, cfg, monkeypatch):
     monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
     now = datetime(2026, 11, 25, tzinfo=UTC)
     old = _pushed_old_sets(s3, cfg, tmp_path, now, range(100, 108))
-    backup = backupset.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
-    write_set(backup.backup_dir, now.strftime(backupset.ID_FORMAT))
+    backup = config.Config(backup_dir=str(tmp_path / "local"), alert_api_base="")
+    write_set(backup.backup_dir, now.strftime(sets.ID_FORMAT))
     result = offsite.push_all(cfg, backup, now=now, sleep=lambda s: None)
     assert result["deleted"] == [] and sorted(result["kept_by_object_lock"]) == sorted(old[6:])
     assert all(any(set_id in k for k in s3.objects) for set_id in old)
@@ -367,7 +367,7 @@ def test_a_set_deleted_or_overwritten_by_key_is_still_listed_and_fetched_as_firs
     monkeypatch.setattr(offsite, "client", lambda _cfg: s3)
     genuine = write_set(str(tmp_path / "host"), "20261125T020000Z")
     offsite.push_set(s3, cfg, genuine, lambda m: None)
-    names = backupset.set_files(genuine.id)
+    names = sets.set_files(genuine.id)
     s3.delete_object("b", cfg.key(genuine.id, names["summary"]))  # hidden from list_objects
     s3.put_object("b", cfg.key(genuine.id, names["tar"]), b"forged", "SHA256")  # a newer version
     assert [s.id for s in offsite.remote_sets(s3, cfg)] == [genuine.id]

@@ -1,7 +1,7 @@
 """Off-site copies of backup sets in S3-compatible storage (AWS S3, Backblaze B2, Google Cloud Storage, the lab).
 
 Shared by the Ansible modules (mojorust.dr.offsite_push, offsite_fetch) and the host's `mojorust-backup
-offsite-push` (the offsite role deploys this file beside backupset.py). Only encrypted sets leave the host: what is
+offsite-push` (the backup role deploys this package). Only encrypted sets leave the host: what is
 pushed are the four files of a published set (archive of encrypted members, .sha256, .sig, summary), never
 anything else.
 
@@ -21,12 +21,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-try:
-    from ansible_collections.mojorust.dr.plugins.module_utils import backupset
-except ImportError:  # on the host, beside backupset.py
-    import backupset  # type: ignore[no-redef]
+from .config import BackupError, Config, now_utc, settings_from_dict
+from .sets import SetInfo, list_sets, parse_id, retention_plan, set_files
+from .status import send_alert, write_status
 
-BackupError = backupset.BackupError
 UPLOAD_ORDER = ("tar", "sha256", "sig", "summary")  # the summary last: its presence marks a complete copy
 MIB = 1 << 20
 
@@ -51,7 +49,7 @@ class OffsiteConfig:
             raise BackupError("config", "no off-site bucket: set offsite_bucket")
         if int(data.get("attempts", 1)) < 1:
             raise BackupError("config", "off-site attempts must be 1 or more")
-        return backupset.settings_from_dict(cls, data, "off-site setting")
+        return settings_from_dict(cls, data, "off-site setting")
 
     @property
     def part_size(self) -> int:
@@ -196,9 +194,9 @@ def _resumable_upload(s3, cfg: OffsiteConfig, key: str) -> tuple[str, dict]:
     return created["UploadId"], {}
 
 
-def push_set(s3, cfg: OffsiteConfig, set_info: backupset.SetInfo, progress) -> dict:
+def push_set(s3, cfg: OffsiteConfig, set_info: SetInfo, progress) -> dict:
     """Upload what is missing of one set, verify every object; {'id', 'uploaded', 'bytes'}."""
-    names = backupset.set_files(set_info.id)
+    names = set_files(set_info.id)
     uploaded, total = [], 0
     for kind in UPLOAD_ORDER:
         path = os.path.join(set_info.path, names[kind])
@@ -235,7 +233,7 @@ def remote_versions(s3, cfg: OffsiteConfig, prefix: str) -> tuple[dict[str, list
     return versions, markers
 
 
-def remote_sets(s3, cfg: OffsiteConfig) -> list[backupset.SetInfo]:
+def remote_sets(s3, cfg: OffsiteConfig) -> list[SetInfo]:
     """Complete sets in the bucket (a stored version of each of the four files), oldest first. A set hidden by a
     delete marker (someone deleted it by key, as a stolen key can) is still there, and still listed."""
     prefix = f"{cfg.prefix.strip('/')}/" if cfg.prefix.strip("/") else ""
@@ -247,13 +245,13 @@ def remote_sets(s3, cfg: OffsiteConfig) -> list[backupset.SetInfo]:
     sets = []
     for set_id, names in sorted(found.items()):
         try:
-            created = backupset.parse_id(set_id)
+            created = parse_id(set_id)
         except ValueError:
             continue
-        wanted = backupset.set_files(set_id)
+        wanted = set_files(set_id)
         if all(n in names for n in wanted.values()):
             sets.append(
-                backupset.SetInfo(
+                SetInfo(
                     id=set_id,
                     path=f"s3://{cfg.bucket}/{cfg.key(set_id, '')}",
                     created_at=created.isoformat(),
@@ -290,18 +288,16 @@ def _transient(error: Exception) -> bool:
     return False
 
 
-def push_all(
-    cfg: OffsiteConfig, backup: backupset.Config, progress=None, now: datetime | None = None, sleep=time.sleep
-):
+def push_all(cfg: OffsiteConfig, backup: Config, progress=None, now: datetime | None = None, sleep=time.sleep):
     """Push every good local set that is not complete off-site yet, then apply off-site retention.
 
     Transient errors (endpoint down, 5xx) are retried with exponential backoff; when the attempts are used up the
     run fails with an alert and the local sets untouched, and nothing is deleted off-site.
     """
     progress = progress or (lambda message: None)
-    now = now or backupset.now_utc()
+    now = now or now_utc()
     started = time.monotonic()
-    local = [s for s in backupset.list_sets(backup.backup_dir) if s.good]
+    local = [s for s in list_sets(backup.backup_dir) if s.good]
     last_error: Exception | None = None
     for attempt in range(1, cfg.attempts + 1):
         try:
@@ -309,7 +305,7 @@ def push_all(
             there = {s.id for s in remote_sets(s3, cfg)}
             # Newest first: the most valuable copy lands first. A set half-uploaded by an earlier run is resumed.
             pushed = [push_set(s3, cfg, s, progress) for s in reversed(local) if s.id not in there]
-            keep, delete = backupset.retention_plan(remote_sets(s3, cfg), now, cfg.keep_days, cfg.min_keep, True)
+            keep, delete = retention_plan(remote_sets(s3, cfg), now, cfg.keep_days, cfg.min_keep, True)
             locked = {set_id: delete_set(s3, cfg, set_id) for set_id in delete}
             result = {
                 "pushed": pushed,
@@ -319,7 +315,7 @@ def push_all(
                 "attempts": attempt,
                 "duration_seconds": round(time.monotonic() - started, 3),
             }
-            backupset._write_status(
+            write_status(
                 backup,
                 {
                     "offsite_last_run_at": now.isoformat(),
@@ -346,9 +342,9 @@ def push_all(
         "The local sets are untouched and nothing was deleted off-site; the next run pushes what is missing"
     )
     # The alert first: a status file that cannot be written (a full disk) must not swallow it.
-    note = backupset.send_alert(backup, f"OFF-SITE PUSH FAILED on {backup.host}: {message}")
+    note = send_alert(backup, f"OFF-SITE PUSH FAILED on {backup.host}: {message}")
     try:
-        backupset._write_status(
+        write_status(
             backup,
             {"offsite_last_run_at": now.isoformat(), "offsite_last_result": "failed", "offsite_last_error": message},
         )
@@ -359,15 +355,15 @@ def push_all(
 
 
 # --------------------------------------------------------------------------------------------------- fetch
-def fetch_set(cfg: OffsiteConfig, set_id: str, dest_dir: str, progress=None, check=None) -> backupset.SetInfo:
+def fetch_set(cfg: OffsiteConfig, set_id: str, dest_dir: str, progress=None, check=None) -> SetInfo:
     """Download a complete set (an id or 'latest') into dest_dir/<id>/, each file checked against the bucket's
-    checksum; returns it as a local SetInfo, ready for backupset.verify_set. See fetch_good_set for `check`."""
+    checksum; returns it as a local SetInfo, ready for verify.verify_set. See fetch_good_set for `check`."""
     return fetch_good_set(cfg, set_id, dest_dir, progress, check)[0]
 
 
 def fetch_good_set(
     cfg: OffsiteConfig, set_id: str, dest_dir: str, progress=None, check=None
-) -> tuple[backupset.SetInfo, list[dict]]:
+) -> tuple[SetInfo, list[dict]]:
     """Like fetch_set, and `check(set_info)` (raising BackupError) runs on each download. With 'latest', a set that
     fails it is marked BAD locally and the next older one is tried, so the newest *good* set is returned with the
     list of those skipped ({id, check, message}); a chosen id that fails raises. The bucket is never changed."""
@@ -388,7 +384,7 @@ def fetch_good_set(
         target = os.path.join(dest_dir, chosen.id)
         os.makedirs(target, mode=0o700, exist_ok=True)
         versions, _markers = remote_versions(s3, cfg, cfg.key(chosen.id, ""))
-        for name in backupset.set_files(chosen.id).values():
+        for name in set_files(chosen.id).values():
             key = cfg.key(chosen.id, name)
             path = os.path.join(target, name)
             # The first version written is the set's: a later one (an overwrite with a stolen key) is not taken.
@@ -403,7 +399,7 @@ def fetch_good_set(
                 raise BackupError(
                     "download", f"{name} downloaded with checksum {local}, the bucket says {remote}; retry"
                 )
-        got = next(s for s in backupset.list_sets(dest_dir) if s.id == chosen.id)
+        got = next(s for s in list_sets(dest_dir) if s.id == chosen.id)
         if check is None:
             return got, skipped
         try:
