@@ -90,13 +90,32 @@ def newest_offsite_age(container: str = "drlab-prod") -> float | None:
     return age_seconds(datetime.strptime(newest, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) if newest else None)
 
 
+PHASE_RECORDS = ROOT / "reports" / "phases"
+
+
+def step_seconds(playbook: str, since: float) -> dict[str, float]:
+    """Seconds of each numbered play ("(2/7) FAILOVER TO A NEW HOST | provision a new host") of the newest run of
+    `playbook` started after `since`, as the callback mojorust.dr.phase_record (ansible.cfg) recorded them:
+    {"2/7 provision a new host": 41.2, ...}; {} without a record."""
+    records = [p for p in PHASE_RECORDS.glob(f"{Path(playbook).stem}-*.json") if p.stat().st_mtime >= since]
+    if not records:
+        return {}
+    record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
+    return {
+        f"{phase['step']} {phase['name'].split('| ', 1)[-1]}": phase["seconds"]
+        for phase in record.get("phases", [])
+        if phase["kind"] == "play" and phase["seconds"] is not None
+    }
+
+
 def newest_failover_record(since: float) -> dict | None:
-    """Phases of the failover record playbooks/failover.yml wrote after `since` (a time.time())."""
+    """What playbooks/failover.yml recorded after `since` (a time.time()), and the time of each of its steps."""
     records = [p for p in (ROOT / "reports").glob("failover-*.json") if p.stat().st_mtime >= since]
     if not records:
         return None
     record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
-    return {key: record.get(key) for key in ("phases", "new_host", "old_hosts", "backup_id", "verified_at")}
+    detail = {key: record.get(key) for key in ("new_host", "old_hosts", "backup_id", "verified_at")}
+    return {"phases": step_seconds("failover.yml", since), **detail}
 
 
 def psql_on(container: str, sql: str) -> str:
@@ -161,6 +180,7 @@ def newest_incident_record(since: float) -> dict | None:
         "restored_set": record.get("restored_set"),
         # the playbook goes on after the bot trades again (the sweep, the record): not outage
         "verified_at": record.get("trading_at"),
+        "phases": step_seconds("breach.yml", since),
     }
 
 

@@ -3,8 +3,10 @@ verified (the failover's first backup on the new host) counts only up to that mo
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 
 from mojorust_dr import drill
 
@@ -142,3 +144,24 @@ def test_the_datacenter_outage_drill_measures_the_rows_the_wal_replay_lost(monke
     seconds, detail = scenario.rpo_after()
     assert set(asked) == {"drlab-fresh-1234"}
     assert detail["lost"] == 2 and seconds == 0.02
+
+
+def test_the_failovers_own_phases_come_from_the_runs_phase_record(monkeypatch, tmp_path):
+    """The drill reads each numbered play's time from the record the phase_record callback wrote for the run."""
+    monkeypatch.setattr(drill, "ROOT", tmp_path)
+    monkeypatch.setattr(drill, "PHASE_RECORDS", tmp_path / "reports/phases")
+    drill.PHASE_RECORDS.mkdir(parents=True)
+    phases = [
+        {"kind": "play", "step": "1/7", "name": "FAILOVER | fence the old server", "seconds": 2.5},
+        {"kind": "task", "step": "1/6", "name": "The set passes every integrity check", "seconds": 1.0},
+        {"kind": "play", "step": "2/7", "name": "FAILOVER TO A NEW HOST | provision a new host", "seconds": 9.0},
+        {"kind": "play", "step": "3/7", "name": "FAILOVER TO A NEW HOST | cut off here", "seconds": None},
+    ]
+    (drill.PHASE_RECORDS / "failover-20261206T200000Z-1.json").write_text(json.dumps({"phases": phases}))
+    (drill.PHASE_RECORDS / "other-20261206T200000Z-2.json").write_text(json.dumps({"phases": phases[:1]}))
+    (tmp_path / "reports/failover-20261206T200000Z.json").write_text(json.dumps({"verified_at": 5.0, "x": 1}))
+    detail = drill.newest_failover_record(since=0.0)
+    assert detail["phases"] == {"1/7 fence the old server": 2.5, "2/7 provision a new host": 9.0}
+    assert detail["verified_at"] == 5.0 and "x" not in detail
+    # A record older than the phase is not this run's.
+    assert drill.step_seconds("failover.yml", since=time.time() + 60) == {}

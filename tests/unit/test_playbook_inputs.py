@@ -21,6 +21,8 @@ def run(tmp_path: Path, play: str, *extra: str, inventory: str = "localhost,") -
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
         ANSIBLE_NOCOLOR="1",
+        # ansible.cfg's phase_record callback writes beside the test, not into the checkout's reports/.
+        MOJORUST_DR_PHASE_RECORD_DIR=str(tmp_path / "phases"),
     )
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook), *extra]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
