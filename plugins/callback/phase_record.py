@@ -14,8 +14,8 @@ short_description: Times every numbered step of a run and writes the phase recor
 description:
   - Stamps every play and every task whose name begins with its step number in parentheses, the way the
     runbooks number their steps, for example "(2/7) FAILOVER TO A NEW HOST | provision a new host" or
-    "(6/7, 7/7) ..."; consecutive plays, or tasks, of one step are one phase. Nothing in the playbooks marks
-    time.
+    "(6/7, 7/7) ..."; consecutive plays, or tasks, of one step are one phase. A task in a numbered block of
+    its role belongs to the block's step. Nothing in the playbooks marks time.
   - A play phase lasts until the next play starts or the run ends. A task phase lasts until the next numbered
     task of its scope (its play, and the role it belongs to), until a task outside that role starts, or until
     its play ends.
@@ -61,6 +61,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+from ansible.playbook.block import Block
 from ansible.plugins.callback import CallbackBase
 
 # "(2/7) name", "(6/7, 7/7) name": the step is what the parentheses hold.
@@ -77,12 +78,30 @@ def roles_of(task) -> list[str]:
     """Names of the role the task belongs to and of the roles that included it (innermost first)."""
     names, node = [], task
     while node is not None:
-        role = getattr(node, "_role", None)
-        name = role.get_name(include_role_fqcn=False) if role is not None else None
+        name = _role_name(node)
         if name is not None and name not in names:
             names.append(name)
         node = getattr(node, "_parent", None)
     return names
+
+
+def _role_name(node) -> str | None:
+    role = getattr(node, "_role", None)
+    return role.get_name(include_role_fqcn=False) if role is not None else None
+
+
+def step_name(task) -> str:
+    """The name that numbers the task's step: its own, else that of the nearest block of its role around it
+    (a numbered block, "(5/6) Swap the restored database in", is one step of all the tasks it holds)."""
+    name = task_name(task)
+    if parse_step(name):
+        return name
+    role, node = _role_name(task), getattr(task, "_parent", None)
+    while isinstance(node, Block) and _role_name(node) == role:
+        if parse_step(node.name or ""):
+            return node.name
+        node = getattr(node, "_parent", None)
+    return name
 
 
 def task_name(task) -> str:
@@ -204,7 +223,7 @@ class CallbackModule(CallbackBase):
             self._write()
 
     def v2_playbook_on_task_start(self, task, is_conditional):
-        if self._clock is not None and self._clock.task(task_name(task), roles_of(task), time.time()):
+        if self._clock is not None and self._clock.task(step_name(task), roles_of(task), time.time()):
             self._write()
 
     def v2_runner_on_failed(self, result, ignore_errors=False):

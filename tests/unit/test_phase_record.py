@@ -20,9 +20,14 @@ ROLE = """
 - name: not numbered, still the first step
   ansible.builtin.command: sleep 0.1
   changed_when: false
-- name: (2/2) second step of the role
-  ansible.builtin.command: sleep 0.2
-  changed_when: false
+- name: (2/2) second step of the role, a block
+  block:
+    - name: First task of the block
+      ansible.builtin.command: sleep 0.1
+      changed_when: false
+    - name: Second task of the block
+      ansible.builtin.command: sleep 0.1
+      changed_when: false
 """
 
 PLAYBOOK = """
@@ -105,11 +110,12 @@ def test_every_numbered_step_of_a_run_is_timed_plays_and_the_role_steps_inside_t
         ("task", "1/2", "a play's own step", None),
         ("task", "2/2", "a step that runs a role", None),
         ("task", "1/2", "first step of the role", "stepped"),
-        ("task", "2/2", "second step of the role", "stepped"),
+        ("task", "2/2", "second step of the role, a block", "stepped"),
         ("play", "2/3", "RUNBOOK | the record so far can be read in the same run", None),
     ]
     phases = {(p["step"], p["role"], p["kind"]): p for p in record["phases"]}
-    # Step 1/3 holds both of its plays; the role's first step holds its unnumbered task (0.2 s + 0.1 s of sleep).
+    # Step 1/3 holds both of its plays; the role's first step holds its unnumbered task (0.2 s + 0.1 s of sleep),
+    # its numbered block both tasks in it.
     assert phases[("1/3", None, "play")]["seconds"] >= 0.5
     assert phases[("1/2", "stepped", "task")]["seconds"] >= 0.3
     assert phases[("2/2", "stepped", "task")]["seconds"] >= 0.2
