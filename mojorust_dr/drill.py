@@ -93,14 +93,17 @@ def newest_offsite_age(container: str = "drlab-prod") -> float | None:
 PHASE_RECORDS = ROOT / "reports" / "phases"
 
 
+def newest_record(directory: Path, pattern: str, since: float) -> dict | None:
+    """The newest JSON file matching `pattern` under `directory` written after `since` (a time.time()), or None."""
+    records = [p for p in directory.glob(pattern) if p.stat().st_mtime >= since]
+    return json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text()) if records else None
+
+
 def step_seconds(playbook: str, since: float) -> dict[str, float]:
     """Seconds of each numbered play ("(2/7) FAILOVER TO A NEW HOST | provision a new host") of the newest run of
     `playbook` started after `since`, as the callback mojorust.dr.phase_record (ansible.cfg) recorded them:
     {"2/7 provision a new host": 41.2, ...}; {} without a record."""
-    records = [p for p in PHASE_RECORDS.glob(f"{Path(playbook).stem}-*.json") if p.stat().st_mtime >= since]
-    if not records:
-        return {}
-    record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
+    record = newest_record(PHASE_RECORDS, f"{Path(playbook).stem}-*.json", since) or {}
     return {
         f"{phase['step']} {phase['name'].split('| ', 1)[-1]}": phase["seconds"]
         for phase in record.get("phases", [])
@@ -110,10 +113,9 @@ def step_seconds(playbook: str, since: float) -> dict[str, float]:
 
 def newest_failover_record(since: float) -> dict | None:
     """What playbooks/failover.yml recorded after `since` (a time.time()), and the time of each of its steps."""
-    records = [p for p in (ROOT / "reports").glob("failover-*.json") if p.stat().st_mtime >= since]
-    if not records:
+    record = newest_record(ROOT / "reports", "failover-*.json", since)
+    if record is None:
         return None
-    record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
     detail = {key: record.get(key) for key in ("new_host", "old_hosts", "backup_id", "verified_at")}
     return {"phases": step_seconds("failover.yml", since), **detail}
 
@@ -169,10 +171,9 @@ BREACH_DIR = ROOT / "reports/breach-drill"
 
 def newest_incident_record(since: float) -> dict | None:
     """What breach.yml recorded after `since`: its RTO, the manual steps still open, the set restored."""
-    records = [p for p in (ROOT / "reports").glob("incident-*/record.json") if p.stat().st_mtime >= since]
-    if not records:
+    record = newest_record(ROOT / "reports", "incident-*/record.json", since)
+    if record is None:
         return None
-    record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
     return {
         "rto_seconds": record.get("rto_seconds"),
         "contained_seconds": record.get("contained_seconds"),
