@@ -33,12 +33,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collections"))  # this clone as mojorust.dr
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mojorust_dr.phases
 
 import benchlib
 from ansible_collections.mojorust.dr.plugins.module_utils.backup.pgstats import (
     TABLE_CHECKSUM_DEFAULT,
     TABLE_CHECKSUM_SQL,
 )
+
+from mojorust_dr.phases import newest_record, step_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -133,7 +136,8 @@ def ansible_env(extra: dict | None = None) -> dict:
 def playbook(
     name: str, log_name: str, extra_vars: dict | None = None, env: dict | None = None, inventories=()
 ) -> tuple[float, str]:
-    """ansible-playbook against the bench inventory; (wall seconds, output). The output goes to bench/.work/logs."""
+    """ansible-playbook against the bench inventory; (wall seconds, output). The output goes to bench/.work/logs,
+    the run's phase record (callback mojorust.dr.phase_record) to bench/.work/phases/<log_name>/ (phase_record)."""
     argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(INVENTORY)]
     for inventory in inventories:
         argv += ["-i", str(inventory)]
@@ -141,6 +145,7 @@ def playbook(
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     started = time.monotonic()
+    env = {"MOJORUST_DR_PHASE_RECORD_DIR": str(WORK / "phases" / log_name), **(env or {})}
     proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(env), cwd=ROOT, check=False)
     seconds = time.monotonic() - started
     output = proc.stdout + proc.stderr
@@ -150,6 +155,11 @@ def playbook(
         tail = "\n".join(output.splitlines()[-25:])
         raise BenchError(f"{name} failed (see bench/.work/logs/{log_name}.log):\n{tail}")
     return seconds, output
+
+
+def phase_record_steps(log_name: str, role: str) -> dict[str, float]:
+    """Seconds of each numbered step of `role` in the phase record of the playbook run logged as `log_name`."""
+    return step_seconds(newest_record(WORK / "phases" / log_name, "*.json"), "task", role)
 
 
 # ---------------------------------------------------------------------------------------------- containers
@@ -461,6 +471,7 @@ class Bench:
                 "db_restore.yml", f"db_restore-{n}", {"backup_id": set_id}, env={"ANSIBLE_FORCE_COLOR": "0"}
             )
             parsed = benchlib.parse_db_restore(out)
+            parsed["phases"] = phase_record_steps(f"db_restore-{n}", "db_restore")
             profile = benchlib.parse_profile_tasks(out)
             self.add(
                 "restore",
@@ -535,6 +546,7 @@ class Bench:
             env={"ANSIBLE_FORCE_COLOR": "0"},
         )
         parsed = benchlib.parse_pitr(out)
+        parsed["phases"] = phase_record_steps(f"pitr-{n}", "pitr")
         got = int(sql("SELECT count(*) FROM pgbench_accounts"))
         in_prod(f"rm -rf {DATA_DIR}_before_*")
         if got != accounts:

@@ -86,8 +86,7 @@ _RECAP = re.compile(
 # profile_tasks pads with dashes, down to two for a long task name: "task --- 1.23s", "long task -- 71.42s".
 _PROFILE = re.compile(r"^(?P<task>\S.*?) -{2,} (?P<seconds>\d+(?:\.\d+)?)s\s*$", re.MULTILINE)
 _DB_RESTORE_DOWN = re.compile(r"bot down (?P<down>[\d.]+) s \(pg_restore (?P<engine>[\d.]+) s\)")
-_DB_RESTORE_PHASES = re.compile(r"phases \(s\): (?P<phases>\{[^}]*\})")
-_PITR_DOWN = re.compile(r"bot down (?P<down>[\d.]+) s; phases")
+_PITR_DOWN = re.compile(r"bot down (?P<down>[\d.]+) s\b")
 
 
 def parse_recap(text: str) -> dict[str, dict[str, int]]:
@@ -105,16 +104,9 @@ def parse_profile_tasks(text: str) -> list[tuple[str, float]]:
     return sorted(tasks, key=lambda item: item[1], reverse=True)
 
 
-def _phases(text: str) -> dict[str, float]:
-    phases = _DB_RESTORE_PHASES.search(text)
-    if not phases:
-        return {}
-    return {key: float(value) for key, value in re.findall(r"'*(\w+)'*\s*:\s*([\d.]+)", phases["phases"])}
-
-
 def parse_db_restore(text: str) -> dict:
-    """What db_restore.yml reports: the bot's downtime, the engine time and the seconds per phase."""
-    result: dict = {"bot_down_seconds": None, "engine_seconds": None, "phases": _phases(text)}
+    """What db_restore.yml reports: the bot's downtime and the engine time (each step's time: the phase record)."""
+    result: dict = {"bot_down_seconds": None, "engine_seconds": None}
     down = _DB_RESTORE_DOWN.search(text)
     if down:
         result["bot_down_seconds"] = float(down["down"])
@@ -123,9 +115,9 @@ def parse_db_restore(text: str) -> dict:
 
 
 def parse_pitr(text: str) -> dict:
-    """What pitr.yml reports: the bot's downtime and the seconds per phase."""
+    """What pitr.yml reports: the bot's downtime (each step's time: the phase record)."""
     down = _PITR_DOWN.search(text)
-    return {"bot_down_seconds": float(down["down"]) if down else None, "phases": _phases(text)}
+    return {"bot_down_seconds": float(down["down"]) if down else None}
 
 
 # mojorust-backup create prints these as it goes; the phase ends where the next message starts.

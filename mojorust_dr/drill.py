@@ -22,6 +22,7 @@ import ansible_runner
 
 from . import report as report_module
 from . import rpo
+from .phases import newest_record, step_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_RTO_SECONDS = 15 * 60
@@ -93,22 +94,10 @@ def newest_offsite_age(container: str = "drlab-prod") -> float | None:
 PHASE_RECORDS = ROOT / "reports" / "phases"
 
 
-def newest_record(directory: Path, pattern: str, since: float) -> dict | None:
-    """The newest JSON file matching `pattern` under `directory` written after `since` (a time.time()), or None."""
-    records = [p for p in directory.glob(pattern) if p.stat().st_mtime >= since]
-    return json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text()) if records else None
-
-
-def step_seconds(playbook: str, since: float) -> dict[str, float]:
-    """Seconds of each numbered play ("(2/7) FAILOVER TO A NEW HOST | provision a new host") of the newest run of
-    `playbook` started after `since`, as the callback mojorust.dr.phase_record (ansible.cfg) recorded them:
-    {"2/7 provision a new host": 41.2, ...}; {} without a record."""
-    record = newest_record(PHASE_RECORDS, f"{Path(playbook).stem}-*.json", since) or {}
-    return {
-        f"{phase['step']} {phase['name'].split('| ', 1)[-1]}": phase["seconds"]
-        for phase in record.get("phases", [])
-        if phase["kind"] == "play" and phase["seconds"] is not None
-    }
+def playbook_step_seconds(playbook: str, since: float) -> dict[str, float]:
+    """Seconds of each numbered play of the newest run of `playbook` started after `since`, as the callback
+    mojorust.dr.phase_record (ansible.cfg) recorded them; {} without a record."""
+    return step_seconds(newest_record(PHASE_RECORDS, f"{Path(playbook).stem}-*.json", since))
 
 
 def newest_failover_record(since: float) -> dict | None:
@@ -117,7 +106,7 @@ def newest_failover_record(since: float) -> dict | None:
     if record is None:
         return None
     detail = {key: record.get(key) for key in ("new_host", "old_hosts", "backup_id", "verified_at")}
-    return {"phases": step_seconds("failover.yml", since), **detail}
+    return {"phases": playbook_step_seconds("failover.yml", since), **detail}
 
 
 def psql_on(container: str, sql: str) -> str:
@@ -181,7 +170,7 @@ def newest_incident_record(since: float) -> dict | None:
         "restored_set": record.get("restored_set"),
         # the playbook goes on after the bot trades again (the sweep, the record): not outage
         "verified_at": record.get("trading_at"),
-        "phases": step_seconds("breach.yml", since),
+        "phases": playbook_step_seconds("breach.yml", since),
     }
 
 

@@ -16,6 +16,9 @@ description:
     I(expect_trading), until the last trade id has moved on between two answers).
   - Watches the systemd unit while it waits, so a bot that exits (a configuration it refuses, a crash loop)
     fails the task at once with the unit's state and its last journal lines instead of a time-out.
+  - Returns how long the bot was down, as systemd and C(/health) saw it, from the moment the unit last left the
+    active state (the runbook stopped it) to the healthy answer. The runbooks report this instead of timing
+    themselves.
   - Read-only; it changes nothing on the host.
 options:
   url:
@@ -66,6 +69,13 @@ waited:
   description: Seconds from the first poll to the healthy answer.
   returned: success
   type: float
+down_seconds:
+  description:
+    - Seconds from the moment the unit last left the active state (C(ActiveExitTimestampMonotonic), a stop or a
+      restart) to the healthy answer; null when I(service) is empty or the unit has not been stopped since boot.
+  returned: success
+  type: float
+  sample: 4.73
 """
 
 import json
@@ -109,6 +119,18 @@ def unit_state(module: AnsibleModule, service: str) -> dict:
     if rc != 0:
         return {}
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def down_seconds(module: AnsibleModule, service: str, healthy_at: float) -> float | None:
+    """Seconds from the unit's last exit from the active state to `healthy_at` (time.monotonic(), the clock systemd
+    stamps ActiveExitTimestampMonotonic with); None without a unit or a stop since boot."""
+    if not service:
+        return None
+    rc, out, _err = module.run_command(["systemctl", "show", service, "--property=ActiveExitTimestampMonotonic"])
+    _key, _sep, value = out.strip().partition("=")
+    if rc != 0 or not value.isdigit() or int(value) == 0:
+        return None
+    return round(healthy_at - int(value) / 1_000_000, 2)
 
 
 def journal_tail(module: AnsibleModule, service: str, lines: int = 12) -> str:
@@ -167,7 +189,13 @@ def main() -> None:
                 health=body,
             )
         time.sleep(params["interval"])
-    module.exit_json(changed=False, health=body, waited=round(time.monotonic() - start, 3))
+    healthy_at = time.monotonic()
+    module.exit_json(
+        changed=False,
+        health=body,
+        waited=round(healthy_at - start, 3),
+        down_seconds=down_seconds(module, params["service"], healthy_at),
+    )
 
 
 if __name__ == "__main__":

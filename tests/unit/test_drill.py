@@ -9,6 +9,7 @@ import sys
 import time
 
 from mojorust_dr import drill
+from mojorust_dr.phases import step_seconds
 
 
 def phase(name, seconds=0.0, kind="recover", detail=None):
@@ -164,4 +165,26 @@ def test_the_failovers_own_phases_come_from_the_runs_phase_record(monkeypatch, t
     assert detail["phases"] == {"1/7 fence the old server": 2.5, "2/7 provision a new host": 9.0}
     assert detail["verified_at"] == 5.0 and "x" not in detail
     # A record older than the phase is not this run's.
-    assert drill.step_seconds("failover.yml", since=time.time() + 60) == {}
+    assert drill.playbook_step_seconds("failover.yml", since=time.time() + 60) == {}
+
+
+def test_step_seconds_of_one_roles_numbered_tasks():
+    """The bench reads db_restore's and pitr's own steps (tasks of the role) from the run's phase record."""
+    record = {
+        "phases": [
+            {"kind": "play", "step": "1/1", "name": "RESTORE | the database", "role": None, "seconds": 30.0},
+            {"kind": "task", "step": "1/6", "name": "The set passes every integrity check", "role": "db_restore",
+             "seconds": 1.25},
+            {"kind": "task", "step": "1/5", "name": "Probe the configuration repository", "role": "config_restore",
+             "seconds": 0.5},
+            {"kind": "task", "step": "4/6", "name": "Bot is stopped", "role": "db_restore", "seconds": 0.75},
+            {"kind": "task", "step": "5/6", "name": "Swap the restored database in", "role": "db_restore",
+             "seconds": None},
+        ]
+    }  # fmt: skip
+    assert step_seconds(record, "task", "db_restore") == {
+        "1/6 The set passes every integrity check": 1.25,
+        "4/6 Bot is stopped": 0.75,
+    }
+    assert step_seconds(record) == {"1/1 the database": 30.0}
+    assert step_seconds(None, "task", "db_restore") == {}

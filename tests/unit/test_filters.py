@@ -1,4 +1,4 @@
-"""Unit tests for the collection's filters: to_toml, phase_durations, portfolio_drift."""
+"""Unit tests for the collection's filters: to_toml, portfolio_drift."""
 
 from __future__ import annotations
 
@@ -8,20 +8,17 @@ import tomllib
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.mojorust.dr.plugins.filter import phase_durations as phase_plugin
 from ansible_collections.mojorust.dr.plugins.filter import portfolio_drift as drift_plugin
 from ansible_collections.mojorust.dr.plugins.filter import to_toml as toml_plugin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 to_toml = toml_plugin.to_toml
-phase_durations = phase_plugin.phase_durations
 portfolio_drift = drift_plugin.portfolio_drift
 
 
 def test_filter_modules_register_their_filters():
     assert toml_plugin.FilterModule().filters() == {"to_toml": to_toml}
-    assert phase_plugin.FilterModule().filters() == {"phase_durations": phase_durations}
     assert drift_plugin.FilterModule().filters() == {"portfolio_drift": portfolio_drift}
 
 
@@ -177,55 +174,6 @@ def test_to_toml_quotes_keys_beyond_the_bmp():
 def test_to_toml_quotes_a_key_ending_with_a_newline(value):
     data = {"port\n": value}
     assert tomllib.loads(to_toml(data)) == data
-
-
-# ------------------------------------------------------------------------------------------- phase_durations
-def test_phase_durations_documented_example():
-    assert phase_durations([{"phase": "start", "at": 0}, {"phase": "verify", "at": 1.5}]) == {"verify": 1.5}
-
-
-def test_phase_durations_each_phase_from_the_mark_before():
-    marks = [
-        {"phase": "start", "at": 1000.0},
-        {"phase": "verify", "at": 1002.5},
-        {"phase": "restore", "at": 1010.0},
-        {"phase": "health", "at": "1010.333"},
-    ]
-    result = phase_durations(marks)
-    assert result == {"verify": 2.5, "restore": 7.5, "health": 0.33}
-    assert list(result) == ["verify", "restore", "health"]
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=10))
-def test_phase_durations_sum_to_the_elapsed_time(steps):
-    marks = [{"phase": "start", "at": 0.0}]
-    for index, step in enumerate(steps):
-        marks.append({"phase": f"p{index}", "at": marks[-1]["at"] + step})
-    result = phase_durations(marks)
-    assert list(result) == [f"p{i}" for i in range(len(steps))]
-    assert math.isclose(sum(result.values()), marks[-1]["at"], abs_tol=0.005 * len(steps) + 1e-6)
-
-
-@pytest.mark.parametrize("marks", [[], [{"phase": "start", "at": 5}]])
-def test_phase_durations_without_a_second_mark_is_empty(marks):
-    assert phase_durations(marks) == {}
-
-
-@pytest.mark.parametrize(
-    "marks",
-    [
-        [{"phase": "start"}],
-        [{"at": 1}],
-        [{"phase": "start", "at": "soon"}],
-        [{"phase": "start", "at": None}],
-        ["start"],
-        None,
-    ],
-)
-def test_phase_durations_bad_marks_raise_filter_error(marks):
-    with pytest.raises(AnsibleFilterError, match="each mark needs 'phase' and a numeric 'at'"):
-        phase_durations(marks)
 
 
 # ------------------------------------------------------------------------------------------- portfolio_drift
