@@ -22,6 +22,8 @@ description:
   - Writes the record, one JSON file per run, after every stamp and at the end, so that a later play of the same
     run can read what it holds so far; C(finished) says whether the run has ended, C(ok) whether it ended
     without a failed or unreachable host.
+  - A step in which nothing ran (every task skipped, or no host matched, as for the plays of a path not taken)
+    is left out of the record.
   - The record holds step names and times only (no results, no variables).
 requirements:
   - Enabled in C(callbacks_enabled) (ansible.cfg or E(ANSIBLE_CALLBACKS_ENABLED)); this repository's
@@ -128,16 +130,26 @@ class PhaseClock:
         self._open_play: dict | None = None
         # Open task phases, outermost first: a role's numbered steps inside a play's numbered task.
         self._tasks: list[dict] = []
+        # Open phases in which a task ran (by id): the others are dropped when they close.
+        self._ran: set[int] = set()
 
-    @staticmethod
-    def _close(phase: dict | None, now: float) -> None:
-        if phase is not None and phase["seconds"] is None:
+    def _close(self, phase: dict | None, now: float) -> None:
+        """The phase ends now; one in which nothing ran (a path not taken) leaves the record."""
+        if phase is None or phase["seconds"] is not None:
+            return
+        if id(phase) in self._ran:
             phase["seconds"] = round(now - phase["started_at"], 2)
+        else:
+            self.phases.remove(phase)
 
     def _open(self, kind: str, step: str, name: str, role: str | None, now: float) -> dict:
         phase = {"kind": kind, "step": step, "name": name, "role": role, "started_at": round(now, 3), "seconds": None}
         self.phases.append(phase)
         return phase
+
+    def ran(self) -> None:
+        """A task ran on a host (not skipped): the open phases did something."""
+        self._ran.update(id(phase) for phase in [self._open_play, *self._tasks] if phase is not None)
 
     def play(self, name: str, now: float) -> bool:
         """A play starts; True when the record changed."""
@@ -226,11 +238,19 @@ class CallbackModule(CallbackBase):
         if self._clock is not None and self._clock.task(step_name(task), roles_of(task), time.time()):
             self._write()
 
+    def v2_runner_on_ok(self, result):
+        if self._clock is not None:
+            self._clock.ran()
+
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._failed = self._failed or not ignore_errors
+        if self._clock is not None:
+            self._clock.ran()
 
     def v2_runner_on_unreachable(self, result):
         self._failed = True
+        if self._clock is not None:
+            self._clock.ran()
 
     def v2_playbook_on_stats(self, stats):
         if self._clock is None:

@@ -66,6 +66,23 @@ PLAYBOOK = """
                    ~ '/play-*.json', wantlist=True) }}"
         record: "{{ lookup('ansible.builtin.file', files | first) | from_json }}"
 
+- name: (8/9) OTHER PATH | a path not taken, every task skipped
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: (1/1) skipped
+      ansible.builtin.command: sleep 0.1
+      changed_when: false
+      when: false
+
+- name: (9/9) OTHER PATH | no host matched
+  hosts: nobody_at_all
+  gather_facts: false
+  tasks:
+    - name: Never runs
+      ansible.builtin.command: "true"
+      changed_when: false
+
 - name: Not numbered, ends step 2/3
   hosts: localhost
   gather_facts: false
@@ -112,7 +129,7 @@ def test_every_numbered_step_of_a_run_is_timed_plays_and_the_role_steps_inside_t
         ("task", "1/2", "first step of the role", "stepped"),
         ("task", "2/2", "second step of the role, a block", "stepped"),
         ("play", "2/3", "RUNBOOK | the record so far can be read in the same run", None),
-    ]
+    ]  # and not the steps of the path not taken, in which nothing ran
     phases = {(p["step"], p["role"], p["kind"]): p for p in record["phases"]}
     # Step 1/3 holds both of its plays; the role's first step holds its unnumbered task (0.2 s + 0.1 s of sleep),
     # its numbered block both tasks in it.
@@ -143,11 +160,15 @@ def test_a_phase_lasts_until_the_next_step_of_its_scope():
     clock = PhaseClock("x.yml", 100.0)
     clock.play("(1/2) A", 100.0)
     clock.task("(1/3) role step", ["r", "outer"], 101.0)
+    clock.ran()
     clock.task("(1/1) nested role's step", ["inner", "r", "outer"], 102.0)
+    clock.ran()
     clock.task("back in r, unnumbered", ["r", "outer"], 103.0)  # the nested role's step ends here
     clock.task("(2/3) role step", ["r", "outer"], 104.0)
+    clock.ran()
     clock.task("a task of the play itself", [], 106.0)  # outside the role: its step ends
     clock.play("(2/2) B", 110.0)
+    clock.ran()
     clock.end(True, 115.0)
     seconds = [(p["step"], p["role"], p["seconds"]) for p in clock.phases]
     assert seconds == [
@@ -158,3 +179,17 @@ def test_a_phase_lasts_until_the_next_step_of_its_scope():
         ("2/2", None, 5.0),
     ]
     assert clock.record(200.0)["seconds"] == 15.0
+
+
+def test_a_step_in_which_nothing_ran_is_left_out():
+    """The plays of a path not taken (breach.yml imports failover_fresh.yml for its rebuild) are not phases."""
+    clock = PhaseClock("x.yml", 100.0)
+    clock.play("(1/2) BREACH | contain", 100.0)
+    clock.ran()
+    clock.play("(2/7) FAILOVER | provision (skipped)", 101.0)
+    clock.task("(1/3) a role's step, skipped", ["r"], 101.5)
+    clock.play("(2/2) BREACH | record", 102.0)
+    clock.task("(1/1) its step ran", [], 102.5)
+    clock.ran()
+    clock.end(True, 104.0)
+    assert [(p["step"], p["seconds"]) for p in clock.phases] == [("1/2", 1.0), ("2/2", 2.0), ("1/1", 1.5)]
