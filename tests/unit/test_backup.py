@@ -1314,3 +1314,16 @@ def test_a_file_reached_through_a_linked_parent_is_refused(gpg_keys, tmp_path):
         create._pack_files([("config/trading.toml", str(tmp_path / "swapped" / "trading.toml"))], str(tmp_path / "o"),
                        cfg, str(gpg_keys.host_home))  # fmt: skip
     assert f"it is {real / 'trading.toml'}" in caught.value.message
+
+
+def test_a_run_within_the_second_of_the_last_set_waits_for_the_next_second(tmp_path):
+    """A set's id is its UTC second: a run that starts within the second a set was made in takes the next one,
+    instead of failing (two runs in one second are common once Ansible reaches a host quickly)."""
+    taken = datetime(2026, 12, 7, 0, 59, 0, 400_000, tzinfo=UTC)
+    (tmp_path / taken.strftime(create.ID_FORMAT)).mkdir()
+    slept: list[float] = []
+    later = taken.replace(second=1, microsecond=20_000)
+    assert create.free_second(str(tmp_path), taken, clock=lambda: later, sleep=slept.append) == later
+    assert slept and 0.6 <= slept[0] <= 0.62
+    # a free second is taken as it is, without waiting
+    assert create.free_second(str(tmp_path), later, clock=None, sleep=None) == later

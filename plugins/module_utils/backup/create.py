@@ -168,10 +168,22 @@ def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, res
         out.close()
 
 
+def free_second(backup_dir: str, now: datetime, clock=now_utc, sleep=time.sleep) -> datetime:
+    """`now`, or when a set already has its second as its id (a run that ended within the same second), the next
+    second, waited for: a set's id is its UTC second. Gives up after two seconds (a set from a clock ahead)."""
+    for _ in range(3):
+        if not os.path.exists(os.path.join(backup_dir, now.strftime(ID_FORMAT))):
+            break
+        sleep(max(0.0, 1.0 - now.microsecond / 1_000_000) + 0.01)
+        now = clock()
+    return now
+
+
 def create_set(cfg: Config, owner: str = "mojorust-backup", now: datetime | None = None, progress=None) -> dict:
     """Make one set, publish it atomically, apply retention. Raises BackupError; alerts on failure."""
     progress = progress or (lambda message: None)
     started = time.monotonic()
+    asked_now = now
     now = now or now_utc()
     set_id = now.strftime(ID_FORMAT)
     if not cfg.recipients:
@@ -182,6 +194,9 @@ def create_set(cfg: Config, owner: str = "mojorust-backup", now: datetime | None
     try:
         check_backup_dir(cfg)  # a replaced directory is alerted like any failure
         with BackupLock(cfg.backup_dir, owner), keyring(cfg.operator_keys_file, cfg.signing_key_file) as home:
+            if asked_now is None:  # under the lock, no other run takes the second chosen here
+                now = free_second(cfg.backup_dir, now)
+                set_id = now.strftime(ID_FORMAT)
             summary = _create_locked(cfg, set_id, now, progress, home)
     except BaseException as error:
         if isinstance(error, BackupError) and error.check == "lock":
