@@ -171,7 +171,7 @@ def _dump_database(cfg: Config, password: str, snapshot: str, out_path: str, res
 def free_second(backup_dir: str, now: datetime, clock=now_utc, sleep=time.sleep) -> datetime:
     """`now`, or when a set already has its second as its id (a run that ended within the same second), the next
     second, waited for: a set's id is its UTC second. Gives up after two seconds (a set from a clock ahead)."""
-    for _ in range(3):
+    for _attempt in range(3):
         if not os.path.exists(os.path.join(backup_dir, now.strftime(ID_FORMAT))):
             break
         sleep(max(0.0, 1.0 - now.microsecond / 1_000_000) + 0.01)
