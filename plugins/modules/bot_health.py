@@ -114,21 +114,23 @@ def trading_advanced(first_id: int | None, body: dict) -> bool:
 
 def unit_state(module: AnsibleModule, service: str) -> dict:
     rc, out, _err = module.run_command(
-        ["systemctl", "show", service, "--property=ActiveState,SubState,Result,ExecMainStatus,NRestarts"]
+        [
+            "systemctl",
+            "show",
+            service,
+            "--property=ActiveState,SubState,Result,ExecMainStatus,NRestarts,ActiveExitTimestampMonotonic",
+        ]
     )
     if rc != 0:
         return {}
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def down_seconds(module: AnsibleModule, service: str, healthy_at: float) -> float | None:
-    """Seconds from the unit's last exit from the active state to `healthy_at` (time.monotonic(), the clock systemd
-    stamps ActiveExitTimestampMonotonic with); None without a unit or a stop since boot."""
-    if not service:
-        return None
-    rc, out, _err = module.run_command(["systemctl", "show", service, "--property=ActiveExitTimestampMonotonic"])
-    _key, _sep, value = out.strip().partition("=")
-    if rc != 0 or not value.isdigit() or int(value) == 0:
+def down_seconds(state: dict, healthy_at: float) -> float | None:
+    """Seconds from the unit's last exit from the active state (unit_state's ActiveExitTimestampMonotonic) to
+    `healthy_at` (time.monotonic(), the clock systemd stamps it with); None without a unit or a stop since boot."""
+    value = state.get("ActiveExitTimestampMonotonic", "")
+    if not value.isdigit() or int(value) == 0:
         return None
     return round(healthy_at - int(value) / 1_000_000, 2)
 
@@ -194,7 +196,7 @@ def main() -> None:
         changed=False,
         health=body,
         waited=round(healthy_at - start, 3),
-        down_seconds=down_seconds(module, params["service"], healthy_at),
+        down_seconds=down_seconds(unit_state(module, params["service"]) if params["service"] else {}, healthy_at),
     )
 
 

@@ -122,31 +122,16 @@ def test_trading_advanced(first_id, body, advanced):
     assert bot_health.trading_advanced(first_id, body) is advanced
 
 
-class _Systemctl:
-    """What `systemctl show --property=ActiveExitTimestampMonotonic` answers, for down_seconds."""
-
-    def __init__(self, out: str, rc: int = 0):
-        self.out, self.rc = out, rc
-
-    def run_command(self, argv):
-        assert argv[:3] == ["systemctl", "show", "trading-bot"]
-        return self.rc, self.out, ""
-
-
 @pytest.mark.parametrize(
-    ("out", "rc", "down"),
+    ("state", "down"),
     [
-        ("ActiveExitTimestampMonotonic=95250000\n", 0, 4.75),  # stopped at 95.25 s after boot, healthy at 100 s
-        ("ActiveExitTimestampMonotonic=0\n", 0, None),  # never stopped since boot
-        ("", 1, None),  # no such unit
+        ({"ActiveExitTimestampMonotonic": "95250000"}, 4.75),  # stopped at 95.25 s after boot, healthy at 100 s
+        ({"ActiveExitTimestampMonotonic": "0"}, None),  # never stopped since boot
+        ({}, None),  # no unit (systemctl failed, or no service to watch)
     ],
 )
-def test_down_seconds_from_the_units_last_stop_to_the_healthy_answer(out, rc, down):
-    assert bot_health.down_seconds(_Systemctl(out, rc), "trading-bot", 100.0) == down
-
-
-def test_down_seconds_without_a_unit_is_none():
-    assert bot_health.down_seconds(_Systemctl("unused"), "", 100.0) is None
+def test_down_seconds_from_the_units_last_stop_to_the_healthy_answer(state, down):
+    assert bot_health.down_seconds(state, 100.0) == down
 
 
 # ------------------------------------------------------------------------------------------------ db_probe
